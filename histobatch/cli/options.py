@@ -1,0 +1,19 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import click
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when present), cpu, cuda or cuda:N.",
+)
+model_option = click.option(
+    "--model",
+    "model_path",
+    default="default",
+    show_default=True,
+    help="'default' (the packaged model) or a model folder written by 'histobatch train'.",
+)

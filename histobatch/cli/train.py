@@ -1,0 +1,69 @@
+"""``histobatch train``."""
+
+from __future__ import annotations
+
+import click
+
+from histobatch.cli.errors import report_errors
+from histobatch.cli.options import device_option
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML training config (see examples/train_consep.yaml).",
+)
+@click.option("--out", default=None, help="Run folder (overrides the config).")
+@click.option("--init", default=None, help="none, imagenet (needs a model hub) or a model folder.")
+@click.option(
+    "--epochs-scale",
+    type=float,
+    default=None,
+    help="Multiply every stage's epochs (e.g. 0.1 for a quick check).",
+)
+@click.option("--augment", type=click.Choice(["default", "none"]), default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@device_option
+@click.pass_context
+@report_errors
+def train(
+    ctx,
+    config_path,
+    out,
+    init,
+    epochs_scale,
+    augment,
+    batch_size,
+    seed,
+    precision,
+    threads,
+    resume,
+    device,
+) -> None:
+    """Train a nucleus model with the transfer-learning recipe and write its report."""
+    from histobatch.train.recipe import load_train_config
+    from histobatch.train.recipe import train as run_training
+
+    config = load_train_config(
+        config_path,
+        out=out,
+        init=init,
+        augment=augment,
+        batch_size=batch_size,
+        seed=seed,
+        precision=precision,
+        threads=threads,
+        device=device,
+    )
+    if epochs_scale:
+        for stage in config.stages:
+            stage.epochs = max(1, round(stage.epochs * epochs_scale))
+    model_dir = run_training(config, resume=resume)
+    click.echo(f"model: {model_dir}")

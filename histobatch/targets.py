@@ -1,0 +1,52 @@
+"""Training targets derived from instance maps (HoVer-Net style distance maps)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def hv_maps(inst_map: np.ndarray) -> np.ndarray:
+    """Horizontal and vertical distances of each nuclear pixel to its nucleus' centre.
+
+    For every instance, the x (then y) offset of each pixel from the instance's centroid is scaled
+    to [-1, 1] by the instance's largest absolute offset on that axis (Graham et al., 2019). Pixels
+    between two touching nuclei therefore jump from +1 to -1, which is what post-processing looks
+    for to split them.
+
+    Parameters
+    ----------
+    inst_map
+        ``(H, W)`` integer instance labels, 0 = background.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, H, W)`` float32: channel 0 horizontal, channel 1 vertical; 0 on background.
+
+    Examples
+    --------
+    >>> inst = np.zeros((5, 5), int); inst[1:4, 1:4] = 1
+    >>> hv_maps(inst)[0, 2]
+    array([ 0., -1.,  0.,  1.,  0.], dtype=float32)
+    """
+    out = np.zeros((2, *inst_map.shape), dtype=np.float32)
+    slices = ndi.find_objects(inst_map.astype(np.int64, copy=False))
+    for label, box in enumerate(slices, start=1):
+        if box is None:
+            continue
+        mask = inst_map[box] == label
+        ys, xs = np.nonzero(mask)
+        for channel, coords in ((0, xs), (1, ys)):
+            offset = coords - coords.mean()
+            scale = np.abs(offset).max()
+            values = offset / scale if scale > 0 else np.zeros_like(offset)
+            view = out[channel][box]
+            view[ys, xs] = values
+    return out
+
+
+def type_map_from_instances(inst_map: np.ndarray, inst_type: np.ndarray) -> np.ndarray:
+    """Paint each instance with its type id (``inst_type[i - 1]`` for instance ``i``)."""
+    lut = np.concatenate([[0], np.asarray(inst_type).reshape(-1)]).astype(np.int64)
+    return lut[np.clip(inst_map, 0, len(lut) - 1)]

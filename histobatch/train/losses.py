@@ -1,0 +1,82 @@
+"""Losses for the three heads (HoVer-Net recipe: BCE + Dice, MSE + MSGE, CE + Dice)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - Dice over the batch; ``prob`` and ``target`` have the same shape."""
+    dims = tuple(range(prob.ndim))
+    inter = (prob * target).sum(dims)
+    return 1 - (2 * inter + eps) / (prob.sum(dims) + target.sum(dims) + eps)
+
+
+def _gradients(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences d/dx of channel 0 and d/dy of channel 1 of ``(B, 2, H, W)``."""
+    h = maps[:, 0:1]
+    v = maps[:, 1:2]
+    dh = F.pad(h[..., 1:] - h[..., :-1], (0, 1, 0, 0))
+    dv = F.pad(v[..., 1:, :] - v[..., :-1, :], (0, 0, 0, 1))
+    return dh, dv
+
+
+def hv_loss(pred: torch.Tensor, target: torch.Tensor, nuclear: torch.Tensor) -> torch.Tensor:
+    """MSE of the maps plus twice the MSE of their gradients inside nuclei (MSGE)."""
+    mse = F.mse_loss(pred, target)
+    pdh, pdv = _gradients(pred)
+    tdh, tdv = _gradients(target)
+    mask = nuclear[:, None].float()
+    denom = mask.sum().clamp_min(1.0)
+    msge = (((pdh - tdh) ** 2 + (pdv - tdv) ** 2) * mask).sum() / denom
+    return mse + 2 * msge
+
+
+def nucleus_loss(
+    output: torch.Tensor,
+    np_target: torch.Tensor,
+    hv_target: torch.Tensor,
+    tp_target: torch.Tensor,
+    has_types: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts.
+
+    Parameters
+    ----------
+    output
+        ``(B, 3 + K, H, W)`` raw network output (np logit, hv, type logits).
+    np_target
+        ``(B, H, W)`` 0/1 nuclear pixels.
+    hv_target
+        ``(B, 2, H, W)``.
+    tp_target
+        ``(B, H, W)`` type ids.
+    has_types
+        ``(B,)`` bool: which samples carry type labels (type loss is skipped for the others).
+    """
+    output = output.float()
+    np_logit = output[:, 0]
+    hv = output[:, 1:3]
+    tp_logit = output[:, 3:]
+    np_target = np_target.float()
+    loss_np = F.binary_cross_entropy_with_logits(np_logit, np_target) + soft_dice_loss(
+        torch.sigmoid(np_logit), np_target
+    )
+    loss_hv = hv_loss(hv, hv_target, np_target > 0)
+    total = loss_np + loss_hv
+    parts = {"np": float(loss_np.detach()), "hv": float(loss_hv.detach())}
+    if bool(has_types.any()):
+        logits = tp_logit[has_types]
+        target = tp_target[has_types]
+        loss_ce = F.cross_entropy(logits, target)
+        prob = torch.softmax(logits, dim=1)
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+        loss_dice = torch.stack(
+            [soft_dice_loss(prob[:, c], onehot[:, c]) for c in range(1, logits.shape[1])]
+        ).mean()
+        loss_tp = loss_ce + loss_dice
+        total = total + loss_tp
+        parts["tp"] = float(loss_tp.detach())
+    parts["total"] = float(total.detach())
+    return total, parts

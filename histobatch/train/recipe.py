@@ -1,0 +1,514 @@
+"""The training recipe: optional pre-training on type-less nuclei, then heads-only training with
+the encoder frozen, then fine-tuning of the whole network at a lower rate (transfer learning).
+
+A run is described by a YAML file (see ``examples/train_consep.yaml``) and writes to its folder:
+``metrics.json`` (one entry per epoch), ``curves.png``, ``confusion.png``, ``samples.png``,
+``checkpoint.pt`` (every epoch, for ``--resume``) and the final model folder ``model/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histobatch.errors import HistobatchError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSpec:
+    """One dataset of a stage (see :func:`histobatch.train.datasets.read_dataset`)."""
+
+    layout: str
+    path: str
+    class_map: str = "none"
+    scale: float = 1.0
+    include: str | None = None
+
+
+@dataclass
+class StageSpec:
+    """One training stage.
+
+    Attributes
+    ----------
+    freeze
+        ``"none"`` or ``"encoder"`` (heads-only transfer step).
+    reset_head
+        Re-initialise the output layer at the start of the stage (a new head on a pre-trained net).
+    samples_per_epoch
+        Crops per epoch; default: one per 256×256 of training images.
+    """
+
+    name: str
+    data: list[DataSpec]
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    freeze: str = "none"
+    reset_head: bool = False
+    samples_per_epoch: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    out: str = "runs/model"
+    name: str = "histobatch-nuclei"
+    seed: int = 0
+    init: str = "none"
+    encoder: str = "resnet18"
+    architecture: str = "Unet"
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    mpp: float = 0.25
+    class_names: list[str] | None = None
+    crop_size: int = 256
+    batch_size: int = 8
+    augment: str = "default"
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    val_fraction: float = 0.15
+    stages: list[StageSpec] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a parsed YAML mapping, with clear errors for unknown keys."""
+        data = dict(data)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise HistobatchError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        stages = []
+        for raw in data.pop("stages", []):
+            raw = dict(raw)
+            raw["data"] = [DataSpec(**d) for d in raw.get("data", [])]
+            stages.append(StageSpec(**raw))
+        config = cls(**data, stages=stages)
+        if not config.stages:
+            raise HistobatchError("the training config has no stages")
+        return config
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` that are not ``None`` replace its values."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise HistobatchError("training config not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise HistobatchError(f"invalid YAML: {exc}", path) from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    # Dataset paths are relative to the config file.
+    for stage in data.get("stages", []):
+        for spec in stage.get("data", []):
+            candidate = Path(os.path.expandvars(str(spec["path"])))
+            if not candidate.is_absolute():
+                spec["path"] = str((path.parent / candidate).resolve())
+    try:
+        return TrainConfig.from_dict(data)
+    except TypeError as exc:
+        raise HistobatchError(f"invalid training config: {exc}", path) from None
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - libraries may use the global RNG
+    torch.manual_seed(seed)
+
+
+def _initialise(model, init: str) -> None:
+    """Load weights for ``--init PATH`` (a model folder or a checkpoint), shape-matching by key."""
+    import torch
+    from safetensors.torch import load_file
+
+    if init in ("none", "imagenet"):
+        return
+    path = Path(init)
+    if path.is_dir():
+        state = load_file(str(path / "model.safetensors"))
+    elif path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    else:
+        raise HistobatchError("--init: no model folder or checkpoint here", path)
+    own = model.network.state_dict()
+    usable = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape
+    }
+    skipped = sorted(set(own) - set(usable))
+    model.network.load_state_dict(usable, strict=False)
+    logger.info(
+        "initialised from %s (%d tensors; %d left as new: %s)",
+        path,
+        len(usable),
+        len(skipped),
+        ", ".join(skipped[:4]),
+    )
+
+
+def _set_trainable(network, freeze: str) -> list:
+    if freeze not in ("none", "encoder"):
+        raise HistobatchError(f"unknown freeze option {freeze!r}; use none or encoder")
+    for parameter in network.parameters():
+        parameter.requires_grad = True
+    if freeze == "encoder":
+        for parameter in network.encoder.parameters():
+            parameter.requires_grad = False
+    return [p for p in network.parameters() if p.requires_grad]
+
+
+def _reset_head(network) -> None:
+    for module in network.segmentation_head.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def _stage_samples(stage: StageSpec, config: TrainConfig):
+    from histobatch.train.datasets import read_dataset, split_by_group
+
+    samples = []
+    for spec in stage.data:
+        samples += read_dataset(spec.layout, spec.path, spec.class_map, spec.scale, spec.include)
+    return split_by_group(samples, config.val_fraction, config.seed)
+
+
+def predict_full(network, image: np.ndarray, mean, std, device: str, dtype) -> np.ndarray:
+    """Raw network output ``(C, H, W)`` float32 for one image, padded to a multiple of 32."""
+    import torch
+
+    from histobatch.train.data import normalise
+
+    h, w = image.shape[:2]
+    ph, pw = (-h) % 32, (-w) % 32
+    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    tensor = torch.from_numpy(normalise(padded, mean, std))[None].to(device)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
+    ):
+        out = network(tensor)
+    return out.float()[0, :, :h, :w].cpu().numpy()
+
+
+def evaluate_pixels(network, samples, model_config, device, dtype) -> dict:
+    """Validation scores from one forward pass per image.
+
+    Returns the loss, nuclear-pixel Dice and, for typed data, pixel accuracy, IoU per class, mean
+    IoU and the confusion matrix (a pixel's class is its most probable nucleus type where the
+    nuclear-pixel head says "nucleus", background elsewhere).
+    """
+    import torch
+
+    from histobatch.metrics import confusion_matrix, pixel_scores
+    from histobatch.targets import hv_maps
+    from histobatch.train.losses import nucleus_loss
+
+    n_classes = model_config.n_classes
+    confusion = np.zeros((n_classes, n_classes), np.int64)
+    inter = union_sum = loss_sum = 0.0
+    typed = False
+    network.eval()
+    for sample in samples:
+        out = predict_full(
+            network, sample.image, model_config.mean, model_config.std, device, dtype
+        )
+        has = sample.type_map is not None
+        types = sample.type_map if has else np.zeros_like(sample.inst_map)
+        loss, _ = nucleus_loss(
+            torch.from_numpy(out)[None],
+            torch.from_numpy((sample.inst_map > 0).astype(np.float32))[None],
+            torch.from_numpy(hv_maps(sample.inst_map))[None],
+            torch.from_numpy(types.astype(np.int64))[None],
+            torch.tensor([has]),
+        )
+        loss_sum += float(loss)
+        nuclear = out[0] > 0
+        truth = sample.inst_map > 0
+        inter += float((nuclear & truth).sum())
+        union_sum += float(nuclear.sum() + truth.sum())
+        if has:
+            typed = True
+            pred = np.where(nuclear, out[4:].argmax(0) + 1, 0)
+            confusion += confusion_matrix(sample.type_map, pred, n_classes)
+    result: dict[str, Any] = {
+        "val_loss": loss_sum / max(len(samples), 1),
+        "val_np_dice": 2 * inter / union_sum if union_sum else float("nan"),
+    }
+    if typed:
+        scores = pixel_scores(confusion, model_config.class_names)
+        result.update(
+            {
+                "val_pixel_accuracy": scores["pixel_accuracy"],
+                "val_iou": scores["iou"],
+                "val_miou": scores["miou"],
+                "val_confusion": confusion.tolist(),
+            }
+        )
+    return result
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run every stage of ``config``; return the folder of the trained model.
+
+    Checkpoints after every epoch; with ``resume`` a run continues from its last checkpoint, giving
+    the same result as an uninterrupted run on the CPU.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from histobatch.device import autocast_dtype, configure_threads, resolve_device
+    from histobatch.model import CONSEP4_CLASSES, CONSEP4_COLORS, ModelConfig, new_model, save_model
+    from histobatch.train.augment import build_augmentation
+    from histobatch.train.data import CropDataset
+    from histobatch.train.losses import nucleus_loss
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    if device == "cpu":
+        configure_threads(config.threads)
+    dtype = autocast_dtype(device, config.precision)
+    class_names = config.class_names or list(CONSEP4_CLASSES)
+    colors = [list(c) for c in CONSEP4_COLORS][: len(class_names)]
+    while len(colors) < len(class_names):
+        colors.append([int(v) for v in np.random.default_rng(len(colors)).integers(0, 255, 3)])
+    model_config = ModelConfig(
+        name=config.name,
+        architecture=config.architecture,
+        encoder=config.encoder,
+        decoder_channels=list(config.decoder_channels),
+        class_names=class_names,
+        class_colors=colors,
+        mpp=config.mpp,
+    )
+    _seed_everything(config.seed)
+    model = new_model(model_config, "imagenet" if config.init == "imagenet" else None)
+    _initialise(model, config.init)
+    network = model.network.to(device).to(memory_format=torch.channels_last)
+
+    checkpoint_path = out / "checkpoint.pt"
+    history: list[dict] = []
+    start_stage, start_epoch, state = 0, 0, None
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        network.load_state_dict(state["model"])
+        history = state["history"]
+        start_stage, start_epoch = state["stage"], state["epoch"]
+        logger.info("resuming at stage %d epoch %d", start_stage, start_epoch)
+    started = time.time() - (state["elapsed"] if state else 0.0)
+
+    last_val = None
+    for stage_index, stage in enumerate(config.stages):
+        if stage_index < start_stage:
+            continue
+        train_samples, val_samples = _stage_samples(stage, config)
+        if not train_samples:
+            raise HistobatchError(f"stage {stage.name}: no training images")
+        if stage.reset_head and not (state and stage_index == start_stage and start_epoch > 0):
+            _reset_head(network)
+        parameters = _set_trainable(network, stage.freeze)
+        per_epoch = stage.samples_per_epoch or max(
+            len(train_samples),
+            int(sum(s.inst_map.size for s in train_samples) / config.crop_size**2),
+        )
+        steps = per_epoch // config.batch_size
+        augmentation = build_augmentation(config.augment, config.crop_size)
+        dataset = CropDataset(
+            train_samples,
+            augmentation,
+            model_config.mean,
+            model_config.std,
+            steps * config.batch_size,
+        )
+        optimizer = torch.optim.AdamW(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=stage.lr, total_steps=stage.epochs * steps, pct_start=0.1
+        )
+        first_epoch = 0
+        if state and stage_index == start_stage and start_epoch > 0:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            first_epoch = start_epoch
+        logger.info(
+            "stage %s: %d train / %d val images, %d epochs x %d steps, lr %g, freeze %s",
+            stage.name,
+            len(train_samples),
+            len(val_samples),
+            stage.epochs,
+            steps,
+            stage.lr,
+            stage.freeze,
+        )
+        for epoch in range(first_epoch, stage.epochs):
+            epoch_seed = config.seed * 1_000_003 + stage_index * 10_007 + epoch
+            rng = np.random.default_rng(epoch_seed)
+            torch.manual_seed(epoch_seed)
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed % 2**32)  # noqa: NPY002
+            if hasattr(augmentation, "set_random_seed"):
+                augmentation.set_random_seed(epoch_seed)
+            dataset.reshuffle(rng)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=config.batch_size, shuffle=False, num_workers=0, drop_last=True
+            )
+            network.train()
+            if stage.freeze == "encoder":
+                network.encoder.eval()
+            running, parts_sum = 0.0, {}
+            bar = tqdm(
+                loader,
+                desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+                disable=not progress,
+                leave=False,
+            )
+            for step, (image, np_t, hv_t, tp_t, has_types) in enumerate(bar, start=1):
+                image = image.to(device).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+                    output = network(image)
+                loss, parts = nucleus_loss(
+                    output, np_t.to(device), hv_t.to(device), tp_t.to(device), has_types.to(device)
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                running += parts["total"]
+                for key, value in parts.items():
+                    parts_sum[key] = parts_sum.get(key, 0.0) + value
+                bar.set_postfix(loss=f"{running / step:.3f}")
+            record: dict[str, Any] = {
+                "stage": stage.name,
+                "epoch": epoch + 1,
+                "lr": stage.lr,
+                "train_loss": running / max(steps, 1),
+                **{
+                    f"train_loss_{k}": v / max(steps, 1)
+                    for k, v in parts_sum.items()
+                    if k != "total"
+                },
+            }
+            if val_samples:
+                val = evaluate_pixels(network, val_samples, model_config, device, dtype)
+                record.update(val)
+                last_val = val
+            record["elapsed_s"] = round(time.time() - started, 1)
+            history.append(record)
+            logger.info(
+                "%s epoch %d/%d: loss %.4f val_loss %s np-dice %.3f mIoU %s",
+                stage.name,
+                epoch + 1,
+                stage.epochs,
+                record["train_loss"],
+                f"{record.get('val_loss', float('nan')):.4f}",
+                record.get("val_np_dice", float("nan")),
+                f"{record['val_miou']:.3f}" if "val_miou" in record else "-",
+            )
+            torch.save(
+                {
+                    "model": network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history,
+                    "stage": stage_index,
+                    "epoch": epoch + 1,
+                    "elapsed": time.time() - started,
+                },
+                checkpoint_path.with_suffix(".tmp"),
+            )
+            checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+            _write_reports(out, history)
+        state = None
+        start_epoch = 0
+        # Mark the stage as finished so a resume starts at the next one.
+        torch.save(
+            {
+                "model": network.state_dict(),
+                "optimizer": {},
+                "scheduler": {},
+                "history": history,
+                "stage": stage_index + 1,
+                "epoch": 0,
+                "elapsed": time.time() - started,
+            },
+            checkpoint_path.with_suffix(".tmp"),
+        )
+        checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+
+    network.eval()
+    model_config.provenance = {
+        "recipe": [asdict(s) for s in config.stages],
+        "init": config.init,
+        "seed": config.seed,
+        "crop_size": config.crop_size,
+        "batch_size": config.batch_size,
+        "augment": config.augment,
+        "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
+        "device": device,
+        "train_time_s": round(time.time() - started, 1),
+    }
+    if last_val:
+        model_config.metrics = {
+            "validation": {k: v for k, v in last_val.items() if k != "val_confusion"}
+        }
+    model.network = network.to("cpu").to(memory_format=torch.contiguous_format)
+    model_dir = save_model(model, out / "model")
+    _write_final_figures(
+        out, network, config, model_config, "cpu", dtype if device == "cpu" else None
+    )
+    logger.info("model written to %s", model_dir)
+    return model_dir
+
+
+def _write_reports(out: Path, history: list[dict]) -> None:
+    from histobatch.plots import plot_curves
+
+    (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
+    plot_curves(history, out / "curves.png")
+
+
+def _write_final_figures(
+    out: Path, network, config: TrainConfig, model_config, device, dtype
+) -> None:
+    """confusion.png (last validation) and samples.png (validation and training rows)."""
+    from histobatch.plots import plot_confusion, plot_samples
+
+    history = (
+        json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else []
+    )
+    with_confusion = [h for h in history if "val_confusion" in h]
+    if with_confusion:
+        plot_confusion(
+            np.asarray(with_confusion[-1]["val_confusion"]),
+            model_config.class_names,
+            out / "confusion.png",
+            title="validation pixels (rows: truth)",
+        )
+    train_samples, val_samples = _stage_samples(config.stages[-1], config)
+    rows = []
+    for label, group in (("validation", val_samples), ("train", train_samples)):
+        for sample in group[:: max(1, len(group) // 3)][:3]:
+            raw = predict_full(
+                network, sample.image, model_config.mean, model_config.std, device, dtype
+            )
+            pred = np.where(raw[0] > 0, raw[4:].argmax(0) + 1, 0)
+            truth = sample.type_map if sample.type_map is not None else (sample.inst_map > 0)
+            rows.append((f"{label} {sample.name}", sample.image, truth.astype(np.int64), pred))
+    if rows:
+        plot_samples(rows, model_config.class_colors, out / "samples.png")
