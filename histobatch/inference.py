@@ -1,0 +1,101 @@
+"""Batched network inference on tiles, with tile reading overlapped with compute."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from histobatch.model import NucleusModel
+from histobatch.tiling import Tile
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor:
+    """Runs a nucleus model on batches of RGB tiles.
+
+    Parameters
+    ----------
+    model
+        A loaded model (its network is moved to ``device``).
+    device
+        Concrete torch device (see :func:`histobatch.device.resolve_device`).
+    precision
+        ``auto|fp32|bf16|fp16``; ``auto`` is fp16 autocast on CUDA and bf16 only on CPUs with
+        native bf16 support, otherwise fp32.
+    """
+
+    def __init__(self, model: NucleusModel, device: str = "cpu", precision: str = "auto") -> None:
+        import torch
+
+        from histobatch.device import autocast_dtype
+
+        self.model = model
+        self.device = torch.device(device)
+        self.dtype = autocast_dtype(device, precision)
+        self.network = model.network.to(self.device).eval()
+        self.network = self.network.to(memory_format=torch.channels_last)
+        config = model.config
+        self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1) * 255
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Maps for a batch of tiles.
+
+        Parameters
+        ----------
+        batch
+            ``(B, H, W, 3)`` uint8 RGB.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(B, 3 + K, H, W)`` float32: nuclear probability, h and v maps, then K class
+            probabilities.
+        """
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            tensor = tensor.permute(0, 3, 1, 2).float()
+            tensor = ((tensor - self._mean) / self._std).contiguous(
+                memory_format=torch.channels_last
+            )
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                out = self.network(tensor)
+            out = out.float()
+            maps = torch.cat(
+                [torch.sigmoid(out[:, :1]), out[:, 1:3].clamp(-1, 1), torch.softmax(out[:, 3:], 1)],
+                dim=1,
+            )
+            return maps.cpu().numpy()
+
+
+def read_ahead(
+    tiles: Iterable[Tile],
+    read: Callable[[Tile], np.ndarray],
+    batch_size: int,
+    workers: int = 2,
+) -> Iterator[tuple[list[Tile], np.ndarray]]:
+    """Yield ``(tiles, pixels)`` batches, reading the next batches in threads while the caller
+    computes on the current one. At most ``2 * batch_size`` tiles are in memory at once.
+    """
+    tiles = list(tiles)
+    if not tiles:
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+        pending: deque = deque()
+        position = 0
+        limit = 2 * batch_size
+        while position < len(tiles) or pending:
+            while position < len(tiles) and len(pending) < limit:
+                tile = tiles[position]
+                pending.append((tile, pool.submit(read, tile)))
+                position += 1
+            take = min(batch_size, len(pending))
+            group = [pending.popleft() for _ in range(take)]
+            yield [t for t, _ in group], np.stack([f.result() for _, f in group])
