@@ -1,0 +1,93 @@
+"""Per-slide nucleus statistics (``summary.json``) and the cohort table over slides."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SUMMARY_NAME = "summary.json"
+COHORT_NAME = "cohort.csv"
+
+
+def type_statistics(
+    type_ids: np.ndarray, areas_um2: np.ndarray, class_names: list[str], tissue_mm2: float
+) -> dict[str, dict[str, float]]:
+    """Count, fraction, density (per mm² of tissue) and mean area of every nucleus type.
+
+    Examples
+    --------
+    >>> stats = type_statistics(np.array([1, 1, 2]), np.array([10.0, 20.0, 30.0]),
+    ...                         ["background", "a", "b"], tissue_mm2=0.5)
+    >>> stats["a"]["count"], stats["a"]["density_per_mm2"], stats["b"]["mean_area_um2"]
+    (2, 4.0, 30.0)
+    """
+    total = len(type_ids)
+    result = {}
+    for type_id, name in enumerate(class_names):
+        if type_id == 0:
+            continue
+        selected = type_ids == type_id
+        count = int(selected.sum())
+        result[name] = {
+            "count": count,
+            "fraction": count / total if total else 0.0,
+            "density_per_mm2": count / tissue_mm2 if tissue_mm2 > 0 else 0.0,
+            "mean_area_um2": float(areas_um2[selected].mean()) if count else None,
+        }
+    return result
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name, then rename."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def cohort_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one slide's summary into a cohort-table row."""
+    row: dict[str, Any] = {
+        "slide": summary["slide_id"],
+        "path": summary["slide_path"],
+        "mpp": summary["mpp"],
+        "tissue_mm2": summary["tissue_area_mm2"],
+        "nuclei": summary["nucleus_count"],
+        "nuclei_per_mm2": summary["nucleus_density_per_mm2"],
+    }
+    for name, stats in summary["types"].items():
+        row[f"{name}_count"] = stats["count"]
+        row[f"{name}_fraction"] = stats["fraction"]
+        row[f"{name}_per_mm2"] = stats["density_per_mm2"]
+        row[f"{name}_mean_area_um2"] = stats["mean_area_um2"]
+    row["model"] = summary["model"]["name"]
+    row["runtime_s"] = summary["runtime_s"]
+    return row
+
+
+def write_cohort_table(out_dir: Path) -> Path:
+    """Rewrite ``OUT/cohort.csv`` from every ``OUT/*/summary.json`` (sorted by slide id)."""
+    import pandas as pd
+
+    rows = []
+    for summary_path in sorted(Path(out_dir).glob(f"*/{SUMMARY_NAME}")):
+        try:
+            rows.append(cohort_row(json.loads(summary_path.read_text())))
+        except (OSError, ValueError, KeyError):
+            continue
+    path = Path(out_dir) / COHORT_NAME
+    temporary = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(rows).to_csv(temporary, index=False)
+    os.replace(temporary, path)
+    return path

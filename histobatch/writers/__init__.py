@@ -1,0 +1,1 @@
+"""Output writers: OME-Zarr label pyramids and the per-nucleus table."""
