@@ -1,4 +1,4 @@
-"""OME-NGFF 0.4 multiscale label images (zarr v2 format, readable by ome-zarr-py, napari and QuPath).
+"""OME-NGFF 0.4 multiscale label images (zarr v2; read by ome-zarr-py, napari and QuPath).
 
 Layout of ``masks.ome.zarr``::
 

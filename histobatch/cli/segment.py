@@ -1,0 +1,117 @@
+"""``histobatch segment``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from histobatch.cli.errors import report_errors
+from histobatch.cli.options import device_option, model_option
+
+
+@click.command()
+@click.argument("slides", nargs=-1, required=True)
+@click.option("-o", "--out", default="results", show_default=True, help="Output folder.")
+@model_option
+@device_option
+@click.option(
+    "--mpp",
+    type=float,
+    default=None,
+    help="µm/px of level 0, overriding the metadata (needed when a slide has none).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.",
+)
+@click.option(
+    "--tile-size",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Network input size in model pixels (margin included).",
+)
+@click.option(
+    "--margin",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Context pixels on each side of a tile's core.",
+)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option(
+    "--readers",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Threads reading tiles ahead of the model.",
+)
+@click.option(
+    "--post-workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Threads post-processing tiles while the model runs.",
+)
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
+@click.option("--overwrite", is_flag=True, help="Redo slides that are already finished.")
+@click.option("--csv", is_flag=True, help="Also write nuclei.csv next to nuclei.parquet.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+@report_errors
+def segment(
+    ctx,
+    slides,
+    out,
+    model_path,
+    device,
+    mpp,
+    precision,
+    tile_size,
+    margin,
+    batch_size,
+    readers,
+    post_workers,
+    threads,
+    overwrite,
+    csv,
+    no_progress,
+) -> None:
+    """Segment and classify nuclei in SLIDES (files, globs or folders) into OUT/<slide>/.
+
+    Writes nuclei.parquet, masks.ome.zarr, summary.json and overview.png per slide and
+    OUT/cohort.csv over slides. Finished slides are skipped unless --overwrite.
+    """
+    from histobatch.pipeline import SegmentSettings
+    from histobatch.runner import segment_slides
+
+    settings = SegmentSettings(
+        tile_size=tile_size,
+        margin=margin,
+        batch_size=batch_size,
+        readers=readers,
+        post_workers=post_workers,
+        mpp=mpp,
+        overwrite=overwrite,
+        csv=csv,
+        progress=not no_progress and sys.stderr.isatty(),
+    )
+    results = segment_slides(list(slides), out, model_path, device, precision, settings, threads)
+    done = [r for r in results if r.status == "done"]
+    skipped = [r for r in results if r.status == "skipped"]
+    failed = [r for r in results if r.status == "failed"]
+    nuclei = sum(r.nuclei for r in done)
+    click.echo(
+        f"{len(results)} slide(s): {len(done)} done, {len(skipped)} skipped, "
+        f"{len(failed)} failed; {nuclei:,} nuclei; results in {out}/",
+        err=True,
+    )
+    if failed:
+        click.echo("failed:", err=True)
+        for result in failed:
+            click.echo(f"  {result.error}", err=True)
+        ctx.exit(1)

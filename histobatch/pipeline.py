@@ -1,0 +1,409 @@
+"""One slide, end to end: read → tissue → tiles → model → instances → table, masks, summary.
+
+Outputs go to ``OUT/<slide id>/`` (a public contract, see the README): ``nuclei.parquet``,
+``masks.ome.zarr``, ``summary.json``, ``overview.png`` (and ``nuclei.csv`` on request). They are
+built in ``OUT/.<slide id>.partial/`` and renamed into place when complete, so a folder with a
+``summary.json`` is always a finished slide; an interrupted slide resumes from its finished tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histobatch import __version__
+from histobatch.errors import HistobatchError
+from histobatch.stats import SUMMARY_NAME, type_statistics, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = "nuclei.parquet"
+MASKS_NAME = "masks.ome.zarr"
+OVERVIEW_NAME = "overview.png"
+
+
+@dataclass
+class SegmentSettings:
+    """Knobs of ``histobatch segment`` (defaults suit a 40x model on CPU or one GPU).
+
+    Attributes
+    ----------
+    tile_size
+        Pixels per side fed to the network (model grid), margin included.
+    margin
+        Context on each side of a tile's core; must exceed the largest nucleus radius plus the
+        network's effective context. Cores are ``tile_size - 2 * margin``.
+    batch_size
+        Tiles per forward pass.
+    readers
+        Threads reading and resampling tiles ahead of the model.
+    post_workers
+        Threads post-processing finished tiles while the model runs.
+    mpp
+        µm/px overriding (or supplying) the slide metadata.
+    overwrite
+        Recompute slides that are already finished.
+    csv
+        Also write ``nuclei.csv``.
+    """
+
+    tile_size: int = 1024
+    margin: int = 64
+    batch_size: int = 4
+    readers: int = 2
+    post_workers: int = 1
+    mpp: float | None = None
+    overwrite: bool = False
+    csv: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or self.tile_size - 2 * self.margin < 32:
+            raise HistobatchError(
+                f"--tile-size {self.tile_size} leaves no core with --margin {self.margin}; "
+                "the core (tile size - 2 x margin) must be at least 32 pixels"
+            )
+        if self.tile_size % 32:
+            raise HistobatchError(f"--tile-size must be a multiple of 32, got {self.tile_size}")
+        if self.batch_size < 1:
+            raise HistobatchError("--batch-size must be at least 1")
+
+
+@dataclass
+class SlideResult:
+    """What happened to one slide."""
+
+    path: Path
+    slide_id: str
+    status: str  # "done", "skipped" or "failed"
+    out_dir: Path | None = None
+    nuclei: int = 0
+    runtime_s: float = 0.0
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def slide_id_of(path: str | Path) -> str:
+    """Output folder name of a slide: its file name without the format suffix(es)."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def is_finished(folder: Path) -> bool:
+    """A slide folder is finished when its summary exists (written last, then renamed)."""
+    return (folder / SUMMARY_NAME).is_file()
+
+
+def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: SegmentSettings):
+    """Segment one slide into ``out_root/<slide id>/``.
+
+    Parameters
+    ----------
+    path
+        The slide file.
+    out_root
+        The run's output folder.
+    predictor
+        A :class:`histobatch.inference.Predictor`.
+    settings
+        Tiling and output options.
+
+    Returns
+    -------
+    SlideResult
+        ``status`` is ``done`` or ``skipped``; errors propagate as exceptions.
+    """
+    from histobatch.resample import ModelSpace
+    from histobatch.slide import open_slide
+    from histobatch.tiling import TileGrid
+    from histobatch.tissue import detect_tissue
+
+    started = time.perf_counter()
+    path = Path(path)
+    out_root = Path(out_root)
+    slide_id = slide_id_of(path)
+    final = out_root / slide_id
+    if is_finished(final) and not settings.overwrite:
+        logger.info("%s: already finished in %s (use --overwrite to redo)", path.name, final)
+        return SlideResult(path, slide_id, "skipped", final)
+
+    work = out_root / f".{slide_id}.partial"
+    tiles_dir = work / "tiles"
+    timings: dict[str, float] = {}
+    config = predictor.model.config
+    with open_slide(path, mpp=settings.mpp) as slide:
+        space = ModelSpace(slide, config.mpp)
+        t0 = time.perf_counter()
+        tissue = detect_tissue(slide)
+        tissue_mm2 = tissue.area_mm2(slide.mpp)
+        grid = TileGrid(
+            space.width, space.height, settings.tile_size - 2 * settings.margin, settings.margin
+        )
+        mask_scale = tissue.downsample * space.scale
+        tiles = grid.tiles_on_mask(tissue.mask, mask_scale, pad=settings.margin)
+        timings["tissue_s"] = time.perf_counter() - t0
+        logger.info(
+            "%s: %dx%d px at %.3f µm/px (%s) -> model grid %dx%d at %.3f µm/px (level %d); "
+            "tissue %.2f mm², %d/%d tiles",
+            path.name,
+            *slide.dimensions,
+            slide.mpp,
+            slide.mpp_source,
+            space.width,
+            space.height,
+            config.mpp,
+            space.level,
+            tissue_mm2,
+            len(tiles),
+            grid.rows * grid.cols,
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        done = {p.stem for p in tiles_dir.glob("r*_c*.npz")} if tiles_dir.is_dir() else set()
+        pending = [t for t in tiles if t.key not in done]
+        if done:
+            logger.info(
+                "%s: resuming, %d of %d tiles already done",
+                path.name,
+                len(tiles) - len(pending),
+                len(tiles),
+            )
+        t0 = time.perf_counter()
+        _run_tiles(space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
+        timings["tiles_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        outputs = _assemble(work, tiles, grid, space, config, settings)
+        timings["assemble_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        from histobatch.overview import draw_overview
+
+        thumb, thumb_downsample = slide.thumbnail(2048)
+        draw_overview(
+            thumb,
+            thumb_downsample,
+            tissue.mask,
+            outputs["x"],
+            outputs["y"],
+            outputs["type_id"],
+            config.class_names,
+            config.class_colors,
+            work / OVERVIEW_NAME,
+        )
+        timings["overview_s"] = time.perf_counter() - t0
+
+        n = len(outputs["type_id"])
+        runtime = time.perf_counter() - started
+        summary: dict[str, Any] = {
+            "slide_id": slide_id,
+            "slide_path": str(path.resolve()),
+            "format": slide.format,
+            "dimensions": list(slide.dimensions),
+            "mpp": slide.mpp,
+            "mpp_source": slide.mpp_source,
+            "model_mpp": config.mpp,
+            "read_level": space.level,
+            "tissue_area_mm2": tissue_mm2,
+            "nucleus_count": n,
+            "nucleus_density_per_mm2": n / tissue_mm2 if tissue_mm2 > 0 else 0.0,
+            "types": type_statistics(
+                outputs["type_id"], outputs["area_um2"], config.class_names, tissue_mm2
+            ),
+            "tiles": {
+                "with_tissue": len(tiles),
+                "grid": [grid.rows, grid.cols],
+                "tile_size": settings.tile_size,
+                "margin": settings.margin,
+            },
+            "model": {
+                "name": config.name,
+                "version": config.version,
+                "path": str(predictor.model.path) if predictor.model.path else None,
+            },
+            "device": str(predictor.device),
+            "precision": str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
+            "runtime_s": round(runtime, 2),
+            "timings_s": {k: round(v, 2) for k, v in timings.items()},
+            "histobatch_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        shutil.rmtree(tiles_dir, ignore_errors=True)
+        write_json_atomic(work / SUMMARY_NAME, summary)
+
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(work, final)
+    logger.info("%s: %d nuclei in %.1f s -> %s", path.name, n, runtime, final)
+    return SlideResult(path, slide_id, "done", final, n, runtime, timings=timings)
+
+
+def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) -> None:
+    """Read, predict and post-process tiles; each finished tile is spilled to ``tiles_dir``."""
+    from tqdm import tqdm
+
+    from histobatch.inference import read_ahead
+    from histobatch.stitch import owned_nuclei, save_tile
+
+    if not tiles:
+        return
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    post_settings = predictor.model.config.postprocess
+    image_size = (space.width, space.height)
+
+    def finish(tile, maps):
+        nuclei = owned_nuclei(tile, maps, post_settings, image_size)
+        save_tile(nuclei, tiles_dir, tile.key)
+        return nuclei.count
+
+    def read(tile):
+        return space.read(*tile.read_box)
+
+    bar = tqdm(
+        total=total,
+        initial=total - len(tiles),
+        desc=slide_id,
+        unit="tile",
+        disable=not settings.progress,
+        leave=False,
+    )
+    found = 0
+    with ThreadPoolExecutor(max_workers=settings.post_workers, thread_name_prefix="post") as pool:
+        in_flight: deque = deque()
+        for batch_tiles, pixels in read_ahead(tiles, read, settings.batch_size, settings.readers):
+            maps = predictor(pixels)
+            for tile, tile_maps in zip(batch_tiles, maps, strict=True):
+                in_flight.append(pool.submit(finish, tile, tile_maps))
+            del maps
+            while len(in_flight) > 2 * settings.batch_size:
+                found += in_flight.popleft().result()
+                bar.update(1)
+                bar.set_postfix(nuclei=found)
+        while in_flight:
+            found += in_flight.popleft().result()
+            bar.update(1)
+            bar.set_postfix(nuclei=found)
+    bar.close()
+
+
+def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.ndarray]:
+    """Write the table and the label pyramids from the spilled tiles; return columns for stats."""
+    from histobatch.stitch import global_offsets, load_tile
+    from histobatch.writers.ome_zarr import LabelPyramidWriter
+    from histobatch.writers.table import NucleusTableWriter, parquet_to_csv
+
+    tiles_dir = work / "tiles"
+    by_index = {t.index: t for t in tiles}
+    counts = {}
+    for tile in tiles:
+        with np.load(tiles_dir / f"{tile.key}.npz") as data:
+            counts[tile.index] = len(data["m_cx"])
+    offsets = global_offsets(counts, grid.rows * grid.cols)
+    mpp = config.mpp
+
+    collected: dict[str, list] = {"x": [], "y": [], "type_id": [], "area_um2": []}
+    writer = NucleusTableWriter(work / TABLE_NAME, config.class_names)
+    try:
+        for tile in tiles:
+            nuclei = load_tile(tiles_dir / f"{tile.key}.npz")
+            if nuclei.count == 0:
+                continue
+            table = nuclei.table
+            x0, y0 = space.to_level0(table["cx"], table["cy"])
+            columns = {
+                "id": offsets[tile.index] + np.arange(1, nuclei.count + 1),
+                "x": x0,
+                "y": y0,
+                "x_um": x0 * space.slide.mpp,
+                "y_um": y0 * space.slide.mpp,
+                "area_um2": table["area"] * mpp**2,
+                "perimeter_um": table["perimeter"] * mpp,
+                "eccentricity": table["eccentricity"],
+                "solidity": table["solidity"],
+                "type_id": table["type_id"],
+                "type_prob": table["type_prob"],
+            }
+            writer.write(columns)
+            for key in collected:
+                collected[key].append(np.asarray(columns[key]))
+    finally:
+        writer.close()
+    if settings.csv:
+        parquet_to_csv(work / TABLE_NAME, work / "nuclei.csv")
+
+    masks = LabelPyramidWriter(
+        work / MASKS_NAME,
+        (space.height, space.width),
+        grid.core,
+        mpp,
+        config.class_names,
+        config.class_colors,
+    )
+    cache: dict[int, Any] = {}
+    core = grid.core
+    chunks = sorted(
+        {
+            (t.row + dr, t.col + dc)
+            for t in tiles
+            for dr in (-1, 0, 1)
+            for dc in (-1, 0, 1)
+            if 0 <= t.row + dr < grid.rows and 0 <= t.col + dc < grid.cols
+        }
+    )
+    for row, col in chunks:
+        for index in [i for i in cache if by_index[i].row < row - 1]:
+            del cache[index]
+        y, x = row * core, col * core
+        h, w = min(core, space.height - y), min(core, space.width - x)
+        instances = np.zeros((h, w), np.uint32)
+        classes = np.zeros((h, w), np.uint8)
+        painted = False
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                r, c = row + dr, col + dc
+                index = r * grid.cols + c
+                if not (0 <= r < grid.rows and 0 <= c < grid.cols) or index not in by_index:
+                    continue
+                if index not in cache:
+                    cache[index] = load_tile(tiles_dir / f"{by_index[index].key}.npz")
+                painted |= _paint(instances, classes, x, y, cache[index], offsets[index])
+        if painted:
+            masks.write_chunk(y, x, instances, classes)
+    masks.build_pyramid()
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in collected.items()}
+
+
+def _paint(instances, classes, x, y, nuclei, offset) -> bool:
+    """Paint a tile's owned nuclei into the chunk at ``(x, y)``; return True if any pixel."""
+    labels = nuclei.labels
+    if labels.size == 0:
+        return False
+    h, w = instances.shape
+    x0, y0 = max(x, nuclei.offset_x), max(y, nuclei.offset_y)
+    x1 = min(x + w, nuclei.offset_x + labels.shape[1])
+    y1 = min(y + h, nuclei.offset_y + labels.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return False
+    part = labels[
+        y0 - nuclei.offset_y : y1 - nuclei.offset_y, x0 - nuclei.offset_x : x1 - nuclei.offset_x
+    ]
+    inside = part > 0
+    if not inside.any():
+        return False
+    type_lut = np.concatenate([[0], nuclei.table["type_id"]]).astype(np.uint8)
+    target = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+    instances[target][inside] = part[inside].astype(np.uint32) + np.uint32(offset)
+    classes[target][inside] = type_lut[part[inside]]
+    return True

@@ -1,0 +1,170 @@
+"""Many slides: expand the inputs, load the model once, segment each slide, keep going on errors.
+
+One failing slide never stops the batch: it is reported with a one-line reason, listed in
+``OUT/failures.json``, and the run ends with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from pathlib import Path
+
+from histobatch.errors import HistobatchError
+from histobatch.pipeline import SegmentSettings, SlideResult, segment_slide, slide_id_of
+from histobatch.stats import write_cohort_table, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+#: Suffixes taken when a directory is given as input.
+SLIDE_SUFFIXES = {
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+}
+FAILURES_NAME = "failures.json"
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[SlideResult]]:
+    """Turn command-line inputs into slide paths; unusable inputs become failed results.
+
+    Globs are expanded (also when the shell did not), directories yield the slide files they hold.
+    """
+    paths: list[Path] = []
+    failures: list[SlideResult] = []
+    for item in inputs:
+        path = Path(item)
+        if any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(glob.glob(item))
+            if not matches:
+                failures.append(_failed(path, "no files match this pattern"))
+            paths.extend(Path(m) for m in matches)
+        elif path.is_dir() and path.suffix.lower() != ".mrxs":
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES
+            )
+            if not found:
+                failures.append(
+                    _failed(
+                        path,
+                        f"directory holds no slide files ({', '.join(sorted(SLIDE_SUFFIXES))})",
+                    )
+                )
+            paths.extend(found)
+        else:
+            paths.append(path)
+    unique: list[Path] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        slide_id = slide_id_of(path)
+        if slide_id in seen:
+            if seen[slide_id].resolve() != path.resolve():
+                failures.append(
+                    _failed(
+                        path,
+                        f"another input ({seen[slide_id]}) has the same "
+                        f"name '{slide_id}'; rename one of them",
+                    )
+                )
+            continue
+        seen[slide_id] = path
+        unique.append(path)
+    return unique, failures
+
+
+def _failed(path: Path, reason: str) -> SlideResult:
+    return SlideResult(path, slide_id_of(path), "failed", error=f"{path}: {reason}")
+
+
+def segment_slides(
+    inputs: list[str],
+    out: str | Path,
+    model_path: str = "default",
+    device: str = "auto",
+    precision: str = "auto",
+    settings: SegmentSettings | None = None,
+    threads: int | None = None,
+) -> list[SlideResult]:
+    """Segment every input slide into ``out``; see :func:`histobatch.pipeline.segment_slide`.
+
+    Raises
+    ------
+    HistobatchError
+        Only for problems that stop every slide (model, device, output folder).
+    """
+    from histobatch.device import configure_threads, resolve_device
+    from histobatch.inference import Predictor
+    from histobatch.model import load_model
+
+    settings = settings or SegmentSettings()
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise HistobatchError(
+            f"output folder is not writable ({exc.strerror}); choose another with -o", out
+        ) from None
+    paths, results = expand_inputs(inputs)
+    for failure in results:
+        logger.error("%s", failure.error)
+    if not paths:
+        _write_failures(out, results)
+        return results
+
+    concrete = resolve_device(device)
+    if concrete == "cpu":
+        configure_threads(threads)
+    model = load_model(model_path, device=concrete)
+    predictor = Predictor(model, concrete, precision)
+    logger.info(
+        "model %s (%s, %.3f µm/px) on %s, %s",
+        model.config.name,
+        model.config.encoder,
+        model.config.mpp,
+        concrete,
+        str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
+    )
+    for position, path in enumerate(paths, start=1):
+        logger.info("[%d/%d] %s", position, len(paths), path)
+        started = time.perf_counter()
+        try:
+            result = segment_slide(path, out, predictor, settings)
+        except HistobatchError as exc:
+            result = SlideResult(path, slide_id_of(path), "failed", error=str(exc))
+            logger.error("%s", exc)
+        except Exception as exc:  # keep the batch going; details with -v
+            message = f"{path}: unexpected error ({type(exc).__name__}: {exc})"
+            result = SlideResult(path, slide_id_of(path), "failed", error=message)
+            logger.error("%s", message)
+            logger.debug("traceback", exc_info=True)
+        result.runtime_s = result.runtime_s or time.perf_counter() - started
+        results.append(result)
+        if result.status == "done":
+            write_cohort_table(out)
+    _write_failures(out, results)
+    return results
+
+
+def _write_failures(out: Path, results: list[SlideResult]) -> None:
+    failures = [{"slide": str(r.path), "error": r.error} for r in results if r.status == "failed"]
+    path = out / FAILURES_NAME
+    if failures:
+        write_json_atomic(path, failures)
+    elif path.exists():
+        path.unlink()
