@@ -306,42 +306,12 @@ def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.
 
     tiles_dir = work / "tiles"
     by_index = {t.index: t for t in tiles}
+    mpp = config.mpp
     counts = {}
     for tile in tiles:
         with np.load(tiles_dir / f"{tile.key}.npz") as data:
             counts[tile.index] = len(data["m_cx"])
     offsets = global_offsets(counts, grid.rows * grid.cols)
-    mpp = config.mpp
-
-    collected: dict[str, list] = {"x": [], "y": [], "type_id": [], "area_um2": []}
-    writer = NucleusTableWriter(work / TABLE_NAME, config.class_names)
-    try:
-        for tile in tiles:
-            nuclei = load_tile(tiles_dir / f"{tile.key}.npz")
-            if nuclei.count == 0:
-                continue
-            table = nuclei.table
-            x0, y0 = space.to_level0(table["cx"], table["cy"])
-            columns = {
-                "id": offsets[tile.index] + np.arange(1, nuclei.count + 1),
-                "x": x0,
-                "y": y0,
-                "x_um": x0 * space.slide.mpp,
-                "y_um": y0 * space.slide.mpp,
-                "area_um2": table["area"] * mpp**2,
-                "perimeter_um": table["perimeter"] * mpp,
-                "eccentricity": table["eccentricity"],
-                "solidity": table["solidity"],
-                "type_id": table["type_id"],
-                "type_prob": table["type_prob"],
-            }
-            writer.write(columns)
-            for key in collected:
-                collected[key].append(np.asarray(columns[key]))
-    finally:
-        writer.close()
-    if settings.csv:
-        parquet_to_csv(work / TABLE_NAME, work / "nuclei.csv")
 
     masks = LabelPyramidWriter(
         work / MASKS_NAME,
@@ -351,6 +321,10 @@ def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.
         config.class_names,
         config.class_colors,
     )
+    # Where nuclei of two tiles overlap, the first in tile order keeps the pixels; a nucleus left
+    # with no pixel at all is a duplicate seen by two tiles and is dropped from the table too, so
+    # the table's ids are exactly the mask's ids.
+    painted_ids = np.zeros(sum(counts.values()) + 1, bool)
     cache: dict[int, Any] = {}
     core = grid.core
     chunks = sorted(
@@ -381,7 +355,41 @@ def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.
                 painted |= _paint(instances, classes, x, y, cache[index], offsets[index])
         if painted:
             masks.write_chunk(y, x, instances, classes)
+            painted_ids[instances[instances > 0]] = True
     masks.build_pyramid()
+
+    collected: dict[str, list] = {"x": [], "y": [], "type_id": [], "area_um2": []}
+    writer = NucleusTableWriter(work / TABLE_NAME, config.class_names)
+    try:
+        for tile in tiles:
+            nuclei = load_tile(tiles_dir / f"{tile.key}.npz")
+            if nuclei.count == 0:
+                continue
+            ids = offsets[tile.index] + np.arange(1, nuclei.count + 1)
+            keep = painted_ids[ids]
+            table = {k: v[keep] for k, v in nuclei.table.items()}
+            x0, y0 = space.to_level0(table["cx"], table["cy"])
+            columns = {
+                "id": ids[keep],
+                "x": x0,
+                "y": y0,
+                "x_um": x0 * space.slide.mpp,
+                "y_um": y0 * space.slide.mpp,
+                "area_um2": table["area"] * mpp**2,
+                "perimeter_um": table["perimeter"] * mpp,
+                "eccentricity": table["eccentricity"],
+                "solidity": table["solidity"],
+                "type_id": table["type_id"],
+                "type_prob": table["type_prob"],
+            }
+            writer.write(columns)
+            for key in collected:
+                collected[key].append(np.asarray(columns[key]))
+    finally:
+        writer.close()
+    if settings.csv:
+        parquet_to_csv(work / TABLE_NAME, work / "nuclei.csv")
+
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in collected.items()}
 
 
@@ -399,11 +407,11 @@ def _paint(instances, classes, x, y, nuclei, offset) -> bool:
     part = labels[
         y0 - nuclei.offset_y : y1 - nuclei.offset_y, x0 - nuclei.offset_x : x1 - nuclei.offset_x
     ]
-    inside = part > 0
-    if not inside.any():
+    target = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+    free = (part > 0) & (instances[target] == 0)
+    if not free.any():
         return False
     type_lut = np.concatenate([[0], nuclei.table["type_id"]]).astype(np.uint8)
-    target = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-    instances[target][inside] = part[inside].astype(np.uint32) + np.uint32(offset)
-    classes[target][inside] = type_lut[part[inside]]
+    instances[target][free] = part[free].astype(np.uint32) + np.uint32(offset)
+    classes[target][free] = type_lut[part[free]]
     return True

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+import torch
+
+from histobatch.errors import ModelError
+from histobatch.model import ModelConfig, load_model, new_model, save_model
+
+
+def test_save_load_roundtrip(tmp_path):
+    config = ModelConfig(name="t", encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 8])
+    model = new_model(config)
+    x = torch.rand(1, 3, 64, 64)
+    model.network.eval()
+    with torch.no_grad():
+        before = model.network(x)
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.name == "t" and loaded.config.n_outputs == 8
+    with torch.no_grad():
+        after = loaded.network(x)
+    assert after.shape == (1, 8, 64, 64)
+    assert torch.allclose(before, after, atol=5e-2)  # float16 storage
+
+
+def test_forward_and_backward_tiny():
+    model = new_model(ModelConfig(encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 8]))
+    out = model.network(torch.rand(2, 3, 64, 64))
+    out.mean().backward()
+    network = model.network
+    for module in (network.encoder.conv1, network.decoder, network.segmentation_head):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()
+                   if p.ndim > 1)
+
+
+def test_bad_model_folders(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="config.json"):
+        load_model(tmp_path / "empty")
+    model = new_model(ModelConfig(encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 8]))
+    save_model(model, tmp_path / "m")
+    data = json.loads((tmp_path / "m" / "config.json").read_text())
+    data["class_names"] = data["class_names"] + ["extra"]
+    data["class_colors"] = data["class_colors"] + [[1, 2, 3]]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="do not match"):
+        load_model(tmp_path / "m")
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(ModelError, match="unknown"):
+        new_model(ModelConfig(encoder="resnet-does-not-exist"))

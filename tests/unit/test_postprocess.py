@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from histobatch.model import PostprocessConfig
+from histobatch.postprocess import instance_types, instances_from_maps
+from histobatch.targets import hv_maps, type_map_from_instances
+from tests.conftest import real_data
+
+
+def _iou_matches(truth: np.ndarray, pred: np.ndarray, min_area: int = 12) -> tuple[int, int]:
+    matched = total = 0
+    for label in range(1, int(truth.max()) + 1):
+        mask = truth == label
+        if mask.sum() < min_area:
+            continue
+        total += 1
+        ids, counts = np.unique(pred[mask], return_counts=True)
+        best = max(
+            (c / np.logical_or(mask, pred == i).sum() for i, c in zip(ids, counts, strict=True) if i),
+            default=0,
+        )
+        matched += best > 0.5
+    return matched, total
+
+
+def _perfect_maps(inst: np.ndarray, types: np.ndarray, n_classes: int = 5):
+    np_prob = (inst > 0).astype(np.float32)
+    tp = np.stack([(types == c).astype(np.float32) for c in range(n_classes)])
+    return np_prob, hv_maps(inst), tp
+
+
+def test_hv_maps_range_and_sign():
+    inst = np.zeros((20, 20), np.int32)
+    inst[2:9, 3:12] = 1
+    inst[10:18, 10:14] = 2
+    hv = hv_maps(inst)
+    assert hv.shape == (2, 20, 20)
+    assert hv[:, inst == 0].max() == 0
+    for label in (1, 2):
+        h = hv[0][inst == label]
+        assert h.min() == pytest.approx(-1) and h.max() == pytest.approx(1)
+    # Left of the centre is negative, right positive.
+    assert hv[0, 5, 3] < 0 < hv[0, 5, 11]
+
+
+def test_touching_nuclei_are_split():
+    inst = np.zeros((40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    inst[((yy - 20) ** 2 + (xx - 38) ** 2 <= 100) & (inst == 0)] = 2  # touches nucleus 1
+    types = type_map_from_instances(inst, np.array([2, 3]))
+    result = instances_from_maps(*_perfect_maps(inst, types))
+    assert result.labels.max() == 2
+    assert sorted(result.types.tolist()) == [2, 3]
+    assert _iou_matches(inst, result.labels) == (2, 2)
+
+
+def test_empty_maps_give_no_instances():
+    result = instances_from_maps(np.zeros((32, 32)), np.zeros((2, 32, 32)), np.zeros((5, 32, 32)))
+    assert result.labels.max() == 0 and len(result.types) == 0
+
+
+def test_instance_type_is_majority_with_mean_probability():
+    labels = np.array([[1, 1, 1, 0]])
+    tp = np.zeros((5, 1, 4))
+    tp[2, 0, :2] = 0.9
+    tp[0, 0, :2] = 0.1
+    tp[3, 0, 2] = 0.6
+    tp[0, 0, 2] = 0.4
+    types, probs = instance_types(labels, tp)
+    assert types.tolist() == [2]
+    assert probs[0] == pytest.approx((0.9 + 0.9 + 0.0) / 3)
+
+
+def test_perfect_maps_recover_consep_instances():
+    """From ground-truth maps, post-processing must give back almost every real nucleus."""
+    from histobatch.train.datasets import read_consep
+
+    samples = read_consep(real_data("consep4", "train"), class_map="identity")[:24]
+    matched = total = 0
+    for sample in samples:
+        result = instances_from_maps(*_perfect_maps(sample.inst_map, sample.type_map),
+                                     PostprocessConfig())
+        m, t = _iou_matches(sample.inst_map, result.labels)
+        matched += m
+        total += t
+    assert total > 500
+    assert matched / total >= 0.97
