@@ -20,10 +20,16 @@ import numpy as np
 NGFF_VERSION = "0.4"
 
 
-def pyramid_shapes(shape: tuple[int, int], min_size: int = 256, max_levels: int = 8) -> list:
-    """Level shapes, halving until the smaller side would drop below ``min_size``."""
+def pyramid_shapes(shape: tuple[int, int], top_size: int = 256, max_levels: int = 10) -> list:
+    """Level shapes, halving until the larger side fits in ``top_size`` (an overview level).
+
+    Examples
+    --------
+    >>> pyramid_shapes((1000, 1200))
+    [(1000, 1200), (500, 600), (250, 300), (125, 150)]
+    """
     shapes = [tuple(shape)]
-    while len(shapes) < max_levels and min(shapes[-1]) // 2 >= min_size:
+    while len(shapes) < max_levels and max(shapes[-1]) > top_size and min(shapes[-1]) > 1:
         h, w = shapes[-1]
         shapes.append((-(-h // 2), -(-w // 2)))
     return shapes

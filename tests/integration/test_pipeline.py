@@ -97,7 +97,9 @@ def test_output_contract(disc_slide, tmp_path, predictor):
     assert set(labels) == {"instances", "classes"}
     assert len(labels["instances"].data) >= 3
     shapes = [d.shape for d in labels["instances"].data]
-    assert shapes[0] == (1000, 1200) and shapes[1] == (500, 600)
+    assert shapes == [(1000, 1200), (500, 600), (250, 300), (125, 150)]
+    level1 = np.asarray(labels["instances"].data[1])
+    assert np.array_equal(level1, instances[::2, ::2])
     attrs = root["classes"].attrs.asdict()
     scale = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == [0.25, 0.25]
