@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 import tifffile
 
-DATA = Path(os.environ.get("HISTOBATCH_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+DATA = Path(
+    os.environ.get(
+        "HISTOBATCH_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+)
 
 TISSUE_RGB = (230, 180, 205)
 RED_NUCLEUS = (125, 35, 60)  # red > blue -> oracle type 2 (inflammatory)
@@ -29,8 +33,9 @@ def real_data(*parts: str) -> Path:
     return path
 
 
-def make_disc_image(width: int, height: int, n_discs: int, seed: int = 0,
-                    radius: tuple[int, int] = (4, 9)) -> tuple[np.ndarray, list[tuple]]:
+def make_disc_image(
+    width: int, height: int, n_discs: int, seed: int = 0, radius: tuple[int, int] = (4, 9)
+) -> tuple[np.ndarray, list[tuple]]:
     """RGB image with a tissue ellipse and non-touching discs; returns (image, discs).
 
     Each disc is ``(x, y, r, type_id)``.
@@ -38,7 +43,9 @@ def make_disc_image(width: int, height: int, n_discs: int, seed: int = 0,
     rng = np.random.default_rng(seed)
     image = np.full((height, width, 3), 245, np.uint8)
     yy, xx = np.mgrid[:height, :width]
-    tissue = ((xx - width / 2) / (width * 0.47)) ** 2 + ((yy - height / 2) / (height * 0.47)) ** 2 < 1
+    tissue = ((xx - width / 2) / (width * 0.47)) ** 2 + (
+        (yy - height / 2) / (height * 0.47)
+    ) ** 2 < 1
     image[tissue] = TISSUE_RGB
     discs: list[tuple] = []
     attempts = 0
@@ -57,8 +64,14 @@ def make_disc_image(width: int, height: int, n_discs: int, seed: int = 0,
     return image, discs
 
 
-def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float | None, levels: int = 3,
-                         tile: int = 256, compression: str = "zlib") -> Path:
+def write_pyramidal_tiff(
+    path: Path,
+    image: np.ndarray,
+    mpp: float | None,
+    levels: int = 3,
+    tile: int = 256,
+    compression: str = "zlib",
+) -> Path:
     """A generic tiled pyramidal TIFF that OpenSlide opens, with µm/px in resolution tags."""
     with tifffile.TiffWriter(path) as tif:
         current = image
@@ -67,8 +80,14 @@ def write_pyramidal_tiff(path: Path, image: np.ndarray, mpp: float | None, level
             if mpp is not None:
                 res = 1e4 / (mpp * 2**level)
                 kwargs = {"resolution": (res, res), "resolutionunit": "CENTIMETER"}
-            tif.write(current, tile=(tile, tile), photometric="rgb", compression=compression,
-                      subfiletype=1 if level else 0, **kwargs)
+            tif.write(
+                current,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression=compression,
+                subfiletype=1 if level else 0,
+                **kwargs,
+            )
             if min(current.shape[:2]) < 2 * tile:
                 break
             current = np.ascontiguousarray(current[::2, ::2])
@@ -115,8 +134,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from histobatch.model import ModelConfig, new_model, save_model
 
     torch.manual_seed(0)
-    config = ModelConfig(name="tiny-random", encoder="resnet18", encoder_depth=3,
-                         decoder_channels=[32, 16, 8])
+    config = ModelConfig(
+        name="tiny-random", encoder="resnet18", encoder_depth=3, decoder_channels=[32, 16, 8]
+    )
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(new_model(config), folder)
     return folder

@@ -19,8 +19,9 @@ def predictor():
 
 
 def _segment(slide, out, predictor, tile_size, margin, **kwargs):
-    settings = SegmentSettings(tile_size=tile_size, margin=margin, batch_size=2, progress=False,
-                               **kwargs)
+    settings = SegmentSettings(
+        tile_size=tile_size, margin=margin, batch_size=2, progress=False, **kwargs
+    )
     return segment_slide(slide, out, predictor, settings)
 
 
@@ -74,9 +75,20 @@ def test_output_contract(disc_slide, tmp_path, predictor):
     for name in ("nuclei.parquet", "nuclei.csv", "masks.ome.zarr", "summary.json", "overview.png"):
         assert (folder / name).exists(), name
     table = pd.read_parquet(folder / "nuclei.parquet")
-    assert list(table.columns[:12]) == ["id", "x", "y", "x_um", "y_um", "area_um2",
-                                        "perimeter_um", "eccentricity", "solidity", "type",
-                                        "type_id", "type_prob"]
+    assert list(table.columns[:12]) == [
+        "id",
+        "x",
+        "y",
+        "x_um",
+        "y_um",
+        "area_um2",
+        "perimeter_um",
+        "eccentricity",
+        "solidity",
+        "type",
+        "type_id",
+        "type_prob",
+    ]
     root = zarr.open_group(str(folder / "masks.ome.zarr"), mode="r")
     instances = root["instances/0"][:]
     assert set(np.unique(instances[instances > 0]).tolist()) == set(table.id.tolist())
@@ -119,12 +131,15 @@ def test_resampled_slide_gives_level0_coordinates(tmp_path, predictor):
     assert table.x_um.to_numpy() == pytest.approx(table.x.to_numpy() * 0.5)
     zattrs = zarr.open_group(str(result.out_dir / "masks.ome.zarr"), mode="r")["instances"].attrs
     assert zattrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [
-        0.25, 0.25]
+        0.25,
+        0.25,
+    ]
 
 
 def test_blank_slide_is_a_valid_empty_result(tmp_path, predictor):
-    slide = write_pyramidal_tiff(tmp_path / "blank.tiff", np.full((600, 600, 3), 244, np.uint8),
-                                 mpp=0.25)
+    slide = write_pyramidal_tiff(
+        tmp_path / "blank.tiff", np.full((600, 600, 3), 244, np.uint8), mpp=0.25
+    )
     result = _segment(slide, tmp_path / "out", predictor, 256, 32)
     assert result.status == "done" and result.nuclei == 0
     table = pd.read_parquet(result.out_dir / "nuclei.parquet")
@@ -133,8 +148,7 @@ def test_blank_slide_is_a_valid_empty_result(tmp_path, predictor):
     assert summary["nucleus_count"] == 0 and summary["tissue_area_mm2"] == 0
 
 
-def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tmp_path,
-                                                                 predictor):
+def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tmp_path, predictor):
     slide, _ = disc_slide
     first = _segment(slide, tmp_path, predictor, 256, 32)
     again = _segment(slide, tmp_path, predictor, 256, 32)
@@ -154,8 +168,12 @@ def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tm
 
     class Counting:
         def __init__(self, inner):
-            self.inner, self.model, self.device, self.dtype = inner, inner.model, inner.device, \
-                inner.dtype
+            self.inner, self.model, self.device, self.dtype = (
+                inner,
+                inner.model,
+                inner.device,
+                inner.dtype,
+            )
 
         def __call__(self, batch):
             calls.append(len(batch))
@@ -174,8 +192,13 @@ def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tm
         tiles = grid.tiles_on_mask(tissue.mask, tissue.downsample * space.scale, pad=32)
         for tile in tiles[: len(tiles) // 2]:
             maps = predictor(space.read(*tile.read_box)[None])[0]
-            save_tile(owned_nuclei(tile, maps, predictor.model.config.postprocess,
-                                   (space.width, space.height)), work / "tiles", tile.key)
+            save_tile(
+                owned_nuclei(
+                    tile, maps, predictor.model.config.postprocess, (space.width, space.height)
+                ),
+                work / "tiles",
+                tile.key,
+            )
     resumed = segment_slide(slide, partial_root, Counting(predictor), settings)
     assert sum(calls) == len(tiles) - len(tiles) // 2
     table = pd.read_parquet(resumed.out_dir / "nuclei.parquet")

@@ -29,8 +29,9 @@ def test_forward_and_backward_tiny():
     out.mean().backward()
     network = model.network
     for module in (network.encoder.conv1, network.decoder, network.segmentation_head):
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()
-                   if p.ndim > 1)
+        assert all(
+            p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters() if p.ndim > 1
+        )
 
 
 def test_bad_model_folders(tmp_path):

@@ -16,7 +16,11 @@ def _iou_matches(truth: np.ndarray, pred: np.ndarray, min_area: int = 12) -> tup
         total += 1
         ids, counts = np.unique(pred[mask], return_counts=True)
         best = max(
-            (c / np.logical_or(mask, pred == i).sum() for i, c in zip(ids, counts, strict=True) if i),
+            (
+                c / np.logical_or(mask, pred == i).sum()
+                for i, c in zip(ids, counts, strict=True)
+                if i
+            ),
             default=0,
         )
         matched += best > 0.5
@@ -79,8 +83,9 @@ def test_perfect_maps_recover_consep_instances():
     samples = read_consep(real_data("consep4", "train"), class_map="identity")[:24]
     matched = total = 0
     for sample in samples:
-        result = instances_from_maps(*_perfect_maps(sample.inst_map, sample.type_map),
-                                     PostprocessConfig())
+        result = instances_from_maps(
+            *_perfect_maps(sample.inst_map, sample.type_map), PostprocessConfig()
+        )
         m, t = _iou_matches(sample.inst_map, result.labels)
         matched += m
         total += t

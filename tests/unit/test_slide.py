@@ -44,10 +44,13 @@ def test_plain_png_is_a_one_level_slide(tmp_path):
         assert np.array_equal(slide.read_region(0, 0, 0, 200, 150), image)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file"),
-    (b"hello, not a slide\n" * 10, "unsupported format"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"hello, not a slide\n" * 10, "unsupported format"),
+    ],
+)
 def test_unreadable_files(tmp_path, content, message):
     path = tmp_path / "bad.svs"
     path.write_bytes(content)
@@ -80,13 +83,16 @@ def test_tissue_found_on_synthetic_slide(tmp_path):
         assert tissue.area_mm2(slide.mpp) == pytest.approx(expected, rel=0.1)
 
 
-@pytest.mark.parametrize("name, mpp", [
-    ("cmu-1-small-region.svs", 0.499),
-    ("small.svs", 0.499),
-    ("boxes_0.dcm", 0.499),
-    ("tcga-cr-7395-01a-01-ts1.svs", None),
-    ("boxes.tiff", None),
-])
+@pytest.mark.parametrize(
+    "name, mpp",
+    [
+        ("cmu-1-small-region.svs", 0.499),
+        ("small.svs", 0.499),
+        ("boxes_0.dcm", 0.499),
+        ("tcga-cr-7395-01a-01-ts1.svs", None),
+        ("boxes.tiff", None),
+    ],
+)
 def test_real_slide_formats(name, mpp):
     path = real_data("slides", name)
     with open_slide(path, require_mpp=False) as slide:

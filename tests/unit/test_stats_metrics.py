@@ -6,10 +6,18 @@ from histobatch.stats import type_statistics
 
 
 def test_type_statistics():
-    stats = type_statistics(np.array([1, 1, 3]), np.array([10.0, 30.0, 5.0]),
-                            ["background", "other", "inflammatory", "epithelial"], 2.0)
-    assert stats["other"] == {"count": 2, "fraction": pytest.approx(2 / 3),
-                              "density_per_mm2": 1.0, "mean_area_um2": 20.0}
+    stats = type_statistics(
+        np.array([1, 1, 3]),
+        np.array([10.0, 30.0, 5.0]),
+        ["background", "other", "inflammatory", "epithelial"],
+        2.0,
+    )
+    assert stats["other"] == {
+        "count": 2,
+        "fraction": pytest.approx(2 / 3),
+        "density_per_mm2": 1.0,
+        "mean_area_um2": 20.0,
+    }
     assert stats["inflammatory"]["count"] == 0 and stats["inflammatory"]["mean_area_um2"] is None
 
 

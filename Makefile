@@ -1,0 +1,37 @@
+# histobatch — set-up, demo and tests. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+examples/data/cmu_small_region.svs: | install
+	$(BIN)/python examples/fetch_example.py examples/data
+
+demo: install examples/data/cmu_small_region.svs
+	$(BIN)/histobatch segment examples/data/cmu_small_region.svs -o results/demo
+	@echo ""
+	@echo "Results: results/demo/cmu_small_region/ (overview.png, nuclei.parquet, masks.ome.zarr, summary.json)"
+	@echo "Cohort table: results/demo/cohort.csv"
+
+test: install
+	$(BIN)/ruff check histobatch tests
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check histobatch tests
+	$(BIN)/ruff format --check histobatch tests
+
+clean:
+	rm -rf results .pytest_cache

@@ -1,0 +1,5 @@
+"""``python -m histobatch``."""
+
+from histobatch.cli.main import cli
+
+cli()
