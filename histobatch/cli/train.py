@@ -30,6 +30,12 @@ from histobatch.cli.options import device_option
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
+@click.option(
+    "--export",
+    "export_only",
+    is_flag=True,
+    help="Write the model folder from the last checkpoint without training further.",
+)
 @device_option
 @click.pass_context
 @report_errors
@@ -45,6 +51,7 @@ def train(
     precision,
     threads,
     resume,
+    export_only,
     device,
 ) -> None:
     """Train a nucleus model with the transfer-learning recipe and write its report."""
@@ -65,5 +72,5 @@ def train(
     if epochs_scale:
         for stage in config.stages:
             stage.epochs = max(1, round(stage.epochs * epochs_scale))
-    model_dir = run_training(config, resume=resume)
+    model_dir = run_training(config, resume=resume, export_only=export_only)
     click.echo(f"model: {model_dir}")

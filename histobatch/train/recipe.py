@@ -264,11 +264,15 @@ def evaluate_pixels(network, samples, model_config, device, dtype) -> dict:
     return result
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+def train(
+    config: TrainConfig, resume: bool = False, progress: bool = True, export_only: bool = False
+) -> Path:
     """Run every stage of ``config``; return the folder of the trained model.
 
     Checkpoints after every epoch; with ``resume`` a run continues from its last checkpoint, giving
-    the same result as an uninterrupted run on the CPU.
+    the same result as an uninterrupted run on the CPU. With ``export_only`` the model folder and
+    figures are written from the last checkpoint without training further (the epochs actually
+    trained are recorded in the model's provenance).
     """
     import torch
     from tqdm import tqdm
@@ -306,12 +310,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     checkpoint_path = out / "checkpoint.pt"
     history: list[dict] = []
     start_stage, start_epoch, state = 0, 0, None
-    if resume and checkpoint_path.is_file():
+    if (resume or export_only) and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         network.load_state_dict(state["model"])
         history = state["history"]
         start_stage, start_epoch = state["stage"], state["epoch"]
         logger.info("resuming at stage %d epoch %d", start_stage, start_epoch)
+    elif export_only:
+        raise HistobatchError("no checkpoint to export in this run folder", checkpoint_path)
+    if export_only:
+        start_stage = len(config.stages)
     started = time.time() - (state["elapsed"] if state else 0.0)
 
     last_val = None
@@ -462,6 +470,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "device": device,
         "train_time_s": round(time.time() - started, 1),
+        "epochs_trained": {
+            stage.name: sum(1 for h in history if h["stage"] == stage.name)
+            for stage in config.stages
+        },
     }
     if last_val:
         model_config.metrics = {
