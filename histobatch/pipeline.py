@@ -57,9 +57,9 @@ class SegmentSettings:
         Also write ``nuclei.csv``.
     """
 
-    tile_size: int = 1024
-    margin: int = 64
-    batch_size: int = 4
+    tile_size: int = 1280
+    margin: int = 128
+    batch_size: int = 2
     readers: int = 2
     post_workers: int = 1
     mpp: float | None = None

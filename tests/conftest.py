@@ -140,3 +140,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_model(new_model(config), folder)
     return folder
+
+
+def match_centroids(a, b, tol: float = 1.0) -> set[tuple[int, int]]:
+    """One-to-one matches of two nucleus tables: mutual nearest centroids within ``tol`` px.
+
+    Returns ``(row in a, row in b)`` pairs.
+    """
+    from scipy.spatial import cKDTree
+
+    if len(a) == 0 or len(b) == 0:
+        return set()
+    pa, pb = a[["x", "y"]].to_numpy(), b[["x", "y"]].to_numpy()
+    dist_ab, ab = cKDTree(pb).query(pa)
+    _, ba = cKDTree(pa).query(pb)
+    return {
+        (i, int(j))
+        for i, (j, d) in enumerate(zip(ab, dist_ab, strict=True))
+        if d <= tol and ba[j] == i
+    }

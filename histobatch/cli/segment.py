@@ -31,18 +31,18 @@ from histobatch.cli.options import device_option, model_option
 @click.option(
     "--tile-size",
     type=int,
-    default=1024,
+    default=1280,
     show_default=True,
     help="Network input size in model pixels (margin included).",
 )
 @click.option(
     "--margin",
     type=int,
-    default=64,
+    default=128,
     show_default=True,
     help="Context pixels on each side of a tile's core.",
 )
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--batch-size", type=int, default=2, show_default=True)
 @click.option(
     "--readers",
     type=int,

@@ -10,7 +10,7 @@ import zarr
 
 from histobatch.inference import Predictor
 from histobatch.pipeline import SegmentSettings, segment_slide
-from tests.conftest import make_disc_image, oracle_model, write_pyramidal_tiff
+from tests.conftest import make_disc_image, match_centroids, oracle_model, write_pyramidal_tiff
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,6 @@ def _segment(slide, out, predictor, tile_size, margin, **kwargs):
     return segment_slide(slide, out, predictor, settings)
 
 
-def _match(a: pd.DataFrame, b: pd.DataFrame, tol: float = 1.0):
-    """One-to-one matches by centroid distance (nearest, within ``tol`` level-0 px)."""
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(b[["x", "y"]].to_numpy())
-    dist, index = tree.query(a[["x", "y"]].to_numpy())
-    ok = dist <= tol
-    pairs = {(i, j) for i, j, good in zip(range(len(a)), index, ok, strict=True) if good}
-    used = {j for _, j in pairs}
-    return pairs if len(used) == len(pairs) else set()
-
-
 def test_same_nuclei_whatever_the_tile_size(disc_slide, tmp_path, predictor):
     slide, discs = disc_slide
     small = _segment(slide, tmp_path / "small", predictor, 256, 32)
@@ -44,7 +32,7 @@ def test_same_nuclei_whatever_the_tile_size(disc_slide, tmp_path, predictor):
     a = pd.read_parquet(small.out_dir / "nuclei.parquet")
     b = pd.read_parquet(large.out_dir / "nuclei.parquet")
     assert len(a) == pytest.approx(len(discs), abs=2)
-    pairs = _match(a, b)
+    pairs = match_centroids(a, b)
     assert len(pairs) >= 0.99 * max(len(a), len(b))
     for i, j in pairs:
         assert a.type_id.iloc[i] == b.type_id.iloc[j]
@@ -56,7 +44,7 @@ def test_nuclei_match_the_drawn_discs(disc_slide, tmp_path, predictor):
     result = _segment(slide, tmp_path, predictor, 256, 32)
     table = pd.read_parquet(result.out_dir / "nuclei.parquet")
     truth = pd.DataFrame(discs, columns=["x", "y", "r", "type_id"])
-    pairs = _match(truth, table, tol=1.0)
+    pairs = match_centroids(truth, table, tol=1.0)
     assert len(pairs) == len(truth)
     for i, j in pairs:
         assert table.type_id.iloc[j] == truth.type_id.iloc[i]
@@ -127,7 +115,7 @@ def test_resampled_slide_gives_level0_coordinates(tmp_path, predictor):
     result = _segment(slide, tmp_path / "out", predictor, 256, 32)
     table = pd.read_parquet(result.out_dir / "nuclei.parquet")
     truth = pd.DataFrame(discs, columns=["x", "y", "r", "type_id"])
-    assert len(_match(truth, table, tol=1.0)) == len(truth)
+    assert len(match_centroids(truth, table, tol=1.0)) == len(truth)
     assert table.x_um.to_numpy() == pytest.approx(table.x.to_numpy() * 0.5)
     zattrs = zarr.open_group(str(result.out_dir / "masks.ome.zarr"), mode="r")["instances"].attrs
     assert zattrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [
