@@ -362,7 +362,7 @@ def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.
     writer = NucleusTableWriter(work / TABLE_NAME, config.class_names)
     try:
         for tile in tiles:
-            nuclei = load_tile(tiles_dir / f"{tile.key}.npz")
+            nuclei = load_tile(tiles_dir / f"{tile.key}.npz", labels=False)
             if nuclei.count == 0:
                 continue
             ids = offsets[tile.index] + np.arange(1, nuclei.count + 1)

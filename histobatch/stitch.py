@@ -125,12 +125,13 @@ def save_tile(nuclei: TileNuclei, folder: Path, key: str) -> Path:
     return path
 
 
-def load_tile(path: Path) -> TileNuclei:
-    """Read a tile written by :func:`save_tile`."""
+def load_tile(path: Path, labels: bool = True) -> TileNuclei:
+    """Read a tile written by :func:`save_tile` (``labels=False`` skips the label crop)."""
     with np.load(path) as data:
         offset_x, offset_y, index = (int(v) for v in data["offset"])
         table = {k[2:]: data[k] for k in data.files if k.startswith("m_")}
-        return TileNuclei(index, data["labels"], offset_x, offset_y, table)
+        crop = data["labels"] if labels else np.zeros((0, 0), np.int32)
+        return TileNuclei(index, crop, offset_x, offset_y, table)
 
 
 def global_offsets(counts: dict[int, int], n_tiles: int) -> np.ndarray:
