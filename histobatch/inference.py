@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +10,6 @@ import numpy as np
 
 from histobatch.model import NucleusModel
 from histobatch.tiling import Tile
-
-logger = logging.getLogger(__name__)
 
 
 class Predictor:
