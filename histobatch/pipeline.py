@@ -55,6 +55,9 @@ class SegmentSettings:
         Recompute slides that are already finished.
     csv
         Also write ``nuclei.csv``.
+    all_tiles
+        Run every tile, not only those with tissue (small images, TMA cores, evaluation crops
+        that are tissue edge to edge).
     """
 
     tile_size: int = 1280
@@ -65,6 +68,7 @@ class SegmentSettings:
     mpp: float | None = None
     overwrite: bool = False
     csv: bool = False
+    all_tiles: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -153,7 +157,10 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
             space.width, space.height, settings.tile_size - 2 * settings.margin, settings.margin
         )
         mask_scale = tissue.downsample * space.scale
-        tiles = grid.tiles_on_mask(tissue.mask, mask_scale, pad=settings.margin)
+        if settings.all_tiles:
+            tiles = grid.tiles()
+        else:
+            tiles = grid.tiles_on_mask(tissue.mask, mask_scale, pad=settings.margin)
         timings["tissue_s"] = time.perf_counter() - t0
         logger.info(
             "%s: %dx%d px at %.3f µm/px (%s) -> model grid %dx%d at %.3f µm/px (level %d); "

@@ -39,6 +39,7 @@ def nucleus_loss(
     hv_target: torch.Tensor,
     tp_target: torch.Tensor,
     has_types: torch.Tensor,
+    type_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
@@ -54,6 +55,8 @@ def nucleus_loss(
         ``(B, H, W)`` type ids.
     has_types
         ``(B,)`` bool: which samples carry type labels (type loss is skipped for the others).
+    type_weights
+        Optional ``(K,)`` class weights of the type cross-entropy (against class imbalance).
     """
     output = output.float()
     np_logit = output[:, 0]
@@ -69,7 +72,11 @@ def nucleus_loss(
     if bool(has_types.any()):
         logits = tp_logit[has_types]
         target = tp_target[has_types]
-        loss_ce = F.cross_entropy(logits, target)
+        loss_ce = F.cross_entropy(
+            logits,
+            target,
+            weight=None if type_weights is None else type_weights.to(logits.device),
+        )
         prob = torch.softmax(logits, dim=1)
         onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
         loss_dice = torch.stack(
@@ -80,3 +87,19 @@ def nucleus_loss(
         parts["tp"] = float(loss_tp.detach())
     parts["total"] = float(total.detach())
     return total, parts
+
+
+def balanced_type_weights(pixel_counts, power: float = 0.5) -> torch.Tensor:
+    """Class weights ``(median / frequency) ** power``, scaled to a pixel-weighted mean of 1.
+
+    ``power=0.5`` (square-root balancing) lifts rare types without letting a class of a few
+    hundred nuclei dominate the loss. Classes absent from the counts get the largest weight seen.
+    """
+    counts = torch.as_tensor(pixel_counts, dtype=torch.float64)
+    freq = counts / counts.sum()
+    present = freq > 0
+    weights = torch.zeros_like(freq)
+    weights[present] = (freq[present].median() / freq[present]) ** power
+    weights[~present] = weights[present].max()
+    weights = weights / (weights * freq).sum()
+    return weights.float()

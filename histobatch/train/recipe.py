@@ -47,6 +47,10 @@ class StageSpec:
         Re-initialise the output layer at the start of the stage (a new head on a pre-trained net).
     samples_per_epoch
         Crops per epoch; default: one per 256×256 of training images.
+    type_weights
+        Class weights of the type cross-entropy: ``"none"``, ``"balanced"`` (square-root inverse
+        pixel frequency of the stage's training data, see
+        :func:`histobatch.train.losses.balanced_type_weights`) or one number per class.
     """
 
     name: str
@@ -57,6 +61,7 @@ class StageSpec:
     freeze: str = "none"
     reset_head: bool = False
     samples_per_epoch: int | None = None
+    type_weights: str | list[float] = "none"
 
 
 @dataclass
@@ -111,6 +116,10 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise HistobatchError(f"invalid YAML: {exc}", path) from None
+    # The run folder and dataset paths written in the file are relative to the file; an ``out``
+    # given on the command line is relative to the working directory.
+    if "out" in data and not Path(os.path.expandvars(str(data["out"]))).is_absolute():
+        data["out"] = str((path.parent / os.path.expandvars(str(data["out"]))).resolve())
     data.update({k: v for k, v in overrides.items() if v is not None})
     # Dataset paths are relative to the config file.
     for stage in data.get("stages", []):
@@ -187,6 +196,30 @@ def _stage_samples(stage: StageSpec, config: TrainConfig):
     for spec in stage.data:
         samples += read_dataset(spec.layout, spec.path, spec.class_map, spec.scale, spec.include)
     return split_by_group(samples, config.val_fraction, config.seed)
+
+
+def _type_weights(stage: StageSpec, train_samples, n_classes: int):
+    """The stage's type-loss weights as a tensor, or ``None``."""
+    import torch
+
+    from histobatch.train.losses import balanced_type_weights
+
+    spec = stage.type_weights
+    if spec in (None, "none"):
+        return None
+    if spec == "balanced":
+        counts = np.zeros(n_classes, np.int64)
+        for sample in train_samples:
+            if sample.type_map is not None:
+                counts += np.bincount(sample.type_map.ravel(), minlength=n_classes)[:n_classes]
+        if not counts.sum():
+            return None
+        return balanced_type_weights(counts)
+    if isinstance(spec, list) and len(spec) == n_classes:
+        return torch.tensor([float(v) for v in spec])
+    raise HistobatchError(
+        f"stage {stage.name}: type_weights must be none, balanced or {n_classes} numbers"
+    )
 
 
 def predict_full(network, image: np.ndarray, mean, std, device: str, dtype) -> np.ndarray:
@@ -332,6 +365,15 @@ def train(
         if stage.reset_head and not (state and stage_index == start_stage and start_epoch > 0):
             _reset_head(network)
         parameters = _set_trainable(network, stage.freeze)
+        type_weights = _type_weights(stage, train_samples, model_config.n_classes)
+        if type_weights is not None:
+            logger.info(
+                "stage %s: type weights %s",
+                stage.name,
+                ", ".join(
+                    f"{n} {w:.2f}" for n, w in zip(class_names, type_weights.tolist(), strict=True)
+                ),
+            )
         per_epoch = stage.samples_per_epoch or max(
             len(train_samples),
             int(sum(s.inst_map.size for s in train_samples) / config.crop_size**2),
@@ -391,7 +433,12 @@ def train(
                 with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
                     output = network(image)
                 loss, parts = nucleus_loss(
-                    output, np_t.to(device), hv_t.to(device), tp_t.to(device), has_types.to(device)
+                    output,
+                    np_t.to(device),
+                    hv_t.to(device),
+                    tp_t.to(device),
+                    has_types.to(device),
+                    type_weights,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
