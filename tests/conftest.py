@@ -159,3 +159,40 @@ def match_centroids(a, b, tol: float = 1.0) -> set[tuple[int, int]]:
         for i, (j, d) in enumerate(zip(ab, dist_ab, strict=True))
         if d <= tol and ba[j] == i
     }
+
+
+def write_consep_folder(
+    folder: Path, n_tiles: int = 3, crops: int = 2, seed: int = 0, size: int = 64
+):
+    """A CoNSeP-layout folder of synthetic disc crops (``train_<tile>_<k>``) with .mat labels."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    (folder / "Images").mkdir(parents=True)
+    (folder / "Labels").mkdir()
+    rng = np.random.default_rng(seed)
+    for tile in range(n_tiles):
+        for k in range(crops):
+            image, discs = make_disc_image(
+                size, size, max(6, size * size // 700), seed=int(rng.integers(1 << 30))
+            )
+            inst = np.zeros((size, size), np.int32)
+            yy, xx = np.mgrid[:size, :size]
+            types = []
+            for label, (x, y, r, type_id) in enumerate(discs, start=1):
+                inst[(xx - x) ** 2 + (yy - y) ** 2 <= r * r] = label
+                types.append(type_id)
+            type_map = np.zeros_like(inst)
+            for label, type_id in enumerate(types, start=1):
+                type_map[inst == label] = type_id
+            name = f"train_{tile}_{k:03d}"
+            Image.fromarray(image).save(folder / "Images" / f"{name}.png")
+            savemat(
+                folder / "Labels" / f"{name}.mat",
+                {
+                    "inst_map": inst,
+                    "type_map": type_map,
+                    "inst_type": np.array(types).reshape(-1, 1),
+                    "inst_centroid": np.array([[x, y] for x, y, _, _ in discs], float),
+                },
+            )

@@ -24,7 +24,7 @@ def test_help_is_instant_and_lists_commands():
     assert "torch" not in result.stderr  # heavy imports happen inside commands
 
 
-@pytest.mark.parametrize("command", ["segment", "train"])
+@pytest.mark.parametrize("command", ["segment", "train", "evaluate"])
 def test_subcommand_help(command):
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

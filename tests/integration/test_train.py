@@ -4,42 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-from scipy.io import savemat
 
 from histobatch.model import load_model
 from histobatch.train.datasets import apply_class_map, group_of, read_consep, split_by_group
 from histobatch.train.recipe import load_train_config, train
-from tests.conftest import make_disc_image
-
-
-def _write_consep(folder, n_tiles=3, crops=2, seed=0):
-    (folder / "Images").mkdir(parents=True)
-    (folder / "Labels").mkdir()
-    rng = np.random.default_rng(seed)
-    for tile in range(n_tiles):
-        for k in range(crops):
-            image, discs = make_disc_image(64, 64, 6, seed=int(rng.integers(1 << 30)))
-            inst = np.zeros((64, 64), np.int32)
-            yy, xx = np.mgrid[:64, :64]
-            types = []
-            for label, (x, y, r, type_id) in enumerate(discs, start=1):
-                inst[(xx - x) ** 2 + (yy - y) ** 2 <= r * r] = label
-                types.append(type_id)
-            type_map = np.zeros_like(inst)
-            for label, type_id in enumerate(types, start=1):
-                type_map[inst == label] = type_id
-            name = f"train_{tile}_{k:03d}"
-            Image.fromarray(image).save(folder / "Images" / f"{name}.png")
-            savemat(
-                folder / "Labels" / f"{name}.mat",
-                {
-                    "inst_map": inst,
-                    "type_map": type_map,
-                    "inst_type": np.array(types).reshape(-1, 1),
-                    "inst_centroid": np.array([[x, y] for x, y, _, _ in discs], float),
-                },
-            )
+from tests.conftest import write_consep_folder
 
 
 def test_class_maps():
@@ -50,7 +19,7 @@ def test_class_maps():
 
 
 def test_split_keeps_tiles_together(tmp_path):
-    _write_consep(tmp_path / "d", n_tiles=4, crops=3)
+    write_consep_folder(tmp_path / "d", n_tiles=4, crops=3)
     samples = read_consep(tmp_path / "d", class_map="identity")
     assert group_of("train_10_003") == "train_10"
     train_set, val = split_by_group(samples, 0.25, seed=0)
@@ -59,7 +28,7 @@ def test_split_keeps_tiles_together(tmp_path):
 
 
 def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path):
-    _write_consep(tmp_path / "data")
+    write_consep_folder(tmp_path / "data")
     config_path = tmp_path / "train.yaml"
     config_path.write_text(
         "name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\n"
