@@ -51,8 +51,9 @@ class Predictor:
         Returns
         -------
         numpy.ndarray
-            ``(B, 3 + K, H, W)`` float32: nuclear probability, h and v maps, then K class
-            probabilities.
+            ``(B, 2 + K, H, W)`` float32: nuclear probability, centre distance (0 at a nucleus'
+            centre, 1 at its rim, whatever the model's separation head; see
+            :func:`centre_distance`), then K class probabilities.
         """
         import torch
 
@@ -65,11 +66,34 @@ class Predictor:
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 out = self.network(tensor)
             out = out.float()
+            offset = self.model.config.type_offset
             maps = torch.cat(
-                [torch.sigmoid(out[:, :1]), out[:, 1:3].clamp(-1, 1), torch.softmax(out[:, 3:], 1)],
+                [
+                    torch.sigmoid(out[:, :1]),
+                    centre_distance(out[:, 1:offset], self.model.config.separation),
+                    torch.softmax(out[:, offset:], 1),
+                ],
                 dim=1,
             )
             return maps.cpu().numpy()
+
+
+def centre_distance(separation_maps, kind: str):
+    """Normalised distance to the nucleus centre, ``(B, 1, H, W)`` in [0, 1], from the raw output
+    of a separation head.
+
+    ``hv``: the Chebyshev norm ``max(|h|, |v|)`` of the horizontal/vertical maps (each scaled per
+    nucleus, so the central region exists for every nucleus whatever its size, and pixels on a
+    contact line between two nuclei, where the maps jump from +1 to -1, are far from both centres).
+    ``distance``: one minus the predicted distance to the boundary.
+    """
+    import torch
+
+    if kind == "hv":
+        return torch.amax(separation_maps.clamp(-1, 1).abs(), dim=1, keepdim=True)
+    if kind == "distance":
+        return 1 - separation_maps[:, :1].clamp(0, 1)
+    raise ValueError(f"unknown separation {kind!r}")
 
 
 def read_ahead(

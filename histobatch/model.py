@@ -6,7 +6,9 @@ The network is one segmentation_models_pytorch model whose output channels are s
 heads (DESIGN.md §2):
 
 - ``np``: one logit per pixel, "is this a nuclear pixel";
-- ``hv``: two channels, HoVer-Net horizontal/vertical distances to the nucleus centre in [-1, 1];
+- separation maps that tell touching nuclei apart, by ``ModelConfig.separation``:
+  ``hv`` (two channels, HoVer-Net horizontal/vertical distances to the nucleus centre in [-1, 1])
+  or ``distance`` (one channel, distance to the nucleus boundary scaled to 1 at its deepest pixel);
 - ``tp``: one logit per class (background + nucleus types).
 """
 
@@ -30,6 +32,8 @@ DEFAULT_MODEL = "default"
 #: The CoNSeP recipe's classes, index = class id (0 is background).
 CONSEP4_CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
 CONSEP4_COLORS = [[0, 0, 0], [255, 165, 0], [220, 20, 60], [30, 144, 255], [50, 205, 50]]
+#: Separation-head kinds and their channel counts.
+SEPARATION_CHANNELS = {"hv": 2, "distance": 1}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -58,6 +62,8 @@ class ModelConfig:
         Index ``i`` describes type id ``i``; index 0 is the background.
     mpp
         Micrometres per pixel the model was trained at; slides are resampled to it.
+    separation
+        How the network tells touching nuclei apart: ``hv`` or ``distance`` (see module doc).
     mean, std
         Per-channel normalisation of RGB values scaled to [0, 1].
     """
@@ -71,6 +77,7 @@ class ModelConfig:
     class_names: list[str] = field(default_factory=lambda: list(CONSEP4_CLASSES))
     class_colors: list[list[int]] = field(default_factory=lambda: [list(c) for c in CONSEP4_COLORS])
     mpp: float = 0.25
+    separation: str = "hv"
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -83,9 +90,19 @@ class ModelConfig:
         return len(self.class_names)
 
     @property
+    def n_separation(self) -> int:
+        """Channels of the separation head (2 for ``hv``, 1 for ``distance``)."""
+        return SEPARATION_CHANNELS[self.separation]
+
+    @property
+    def type_offset(self) -> int:
+        """Index of the first type logit in the network output."""
+        return 1 + self.n_separation
+
+    @property
     def n_outputs(self) -> int:
-        """Total output channels of the network: np (1) + hv (2) + tp (n_classes)."""
-        return 3 + self.n_classes
+        """Total output channels of the network: np (1) + separation + tp (n_classes)."""
+        return self.type_offset + self.n_classes
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dictionary."""
@@ -104,6 +121,11 @@ class ModelConfig:
         config = cls(**kwargs)
         if len(config.class_colors) != len(config.class_names):
             raise ValueError("class_colors and class_names must have the same length")
+        if config.separation not in SEPARATION_CHANNELS:
+            raise ValueError(
+                f"separation must be one of {', '.join(SEPARATION_CHANNELS)}, "
+                f"got {config.separation!r}"
+            )
         if not config.mpp or config.mpp <= 0:
             raise ValueError(f"mpp must be positive, got {config.mpp!r}")
         return config

@@ -23,7 +23,7 @@ def colorise(type_map: np.ndarray, colors: list[list[int]]) -> np.ndarray:
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
-    """Loss, pixel accuracy and mean IoU per epoch (train and validation) in one figure."""
+    """Loss, validation accuracy (pixels and nuclei) and IoU per epoch in one figure."""
     plt = _pyplot()
     epochs = np.arange(1, len(history) + 1)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -33,7 +33,10 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     axes[0].set_title("loss")
     axes[1].plot(epochs, [h.get("val_pixel_accuracy", np.nan) for h in history], label="pixel acc.")
     axes[1].plot(epochs, [h.get("val_np_dice", np.nan) for h in history], label="nuclear Dice")
-    axes[1].set_title("validation accuracy")
+    for key, label in (("val_aji", "AJI"), ("val_pq", "PQ"), ("val_f_d", "F_d")):
+        if any(key in h for h in history):
+            axes[1].plot(epochs, [h.get(key, np.nan) for h in history], label=label)
+    axes[1].set_title("validation: pixels and nuclei")
     axes[2].plot(epochs, [h.get("val_miou", np.nan) for h in history], "k-", label="mean IoU")
     names = list((history[-1].get("val_iou") or {}).keys()) if history else []
     for name in names:

@@ -32,19 +32,9 @@ class TileInstances:
     type_probs: np.ndarray
 
 
-def centre_distance(hv: np.ndarray) -> np.ndarray:
-    """Chebyshev distance to the nucleus centre in normalised units (0 at the centre, 1 at the rim).
-
-    Each distance map is scaled per nucleus, so the centre region ``max(|h|, |v|) < t`` exists for
-    every nucleus whatever its size or elongation, and pixels on a boundary between two touching
-    nuclei (where the maps jump from +1 to -1) are far from both centres.
-    """
-    return np.maximum(np.abs(hv[0]), np.abs(hv[1]))
-
-
 def instances_from_maps(
     np_prob: np.ndarray,
-    hv: np.ndarray,
+    centre_distance: np.ndarray,
     tp_prob: np.ndarray,
     settings: PostprocessConfig | None = None,
 ) -> TileInstances:
@@ -54,8 +44,9 @@ def instances_from_maps(
     ----------
     np_prob
         ``(H, W)`` probability that a pixel is nuclear.
-    hv
-        ``(2, H, W)`` horizontal/vertical distance maps in [-1, 1].
+    centre_distance
+        ``(H, W)`` normalised distance to the nucleus centre, 0 at centres and 1 at rims and
+        contact lines (see :func:`histobatch.inference.centre_distance`).
     tp_prob
         ``(K, H, W)`` class probabilities (class 0 = background).
     settings
@@ -74,7 +65,7 @@ def instances_from_maps(
         empty = np.zeros(np_prob.shape, np.int32)
         return TileInstances(empty, np.zeros(0, np.int64), np.zeros(0, np.float32))
 
-    distance = centre_distance(hv.astype(np.float32, copy=False))
+    distance = np.asarray(centre_distance, np.float32)
     markers = foreground & (distance < settings.marker_threshold)
     markers = remove_small_objects(markers, max_size=settings.min_marker_px - 1)
     marker_labels, n_markers = ndi.label(markers)

@@ -61,7 +61,7 @@ def owned_nuclei(
     tile
         The tile (its read box is the frame of ``maps``).
     maps
-        ``(3 + K, S, S)`` from :class:`histobatch.inference.Predictor`.
+        ``(2 + K, S, S)`` from :class:`histobatch.inference.Predictor`.
     settings
         Post-processing thresholds of the model.
     image_size
@@ -76,7 +76,7 @@ def owned_nuclei(
         valid_y = (np.arange(size) + ry >= 0) & (np.arange(size) + ry < height)
         np_prob[~valid_y, :] = 0
         np_prob[:, ~valid_x] = 0
-    found = instances_from_maps(np_prob, maps[1:3], maps[3:], settings)
+    found = instances_from_maps(np_prob, maps[1], maps[2:], settings)
     labels = found.labels
     props = regionprops(labels)
     keep = []

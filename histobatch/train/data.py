@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from histobatch.targets import hv_maps
+from histobatch.targets import separation_targets
 from histobatch.train.datasets import Sample
 
 
@@ -19,9 +19,9 @@ def normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndar
 class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops from a list of samples.
 
-    Each item is ``(image, np_target, hv_target, tp_target, has_types)``. Sampling is driven by an
-    explicit index list so that an epoch can hold more crops than there are images (large images
-    give several random crops each).
+    Each item is ``(image, np_target, separation_target, tp_target, has_types)``. Sampling is
+    driven by an explicit index list so that an epoch can hold more crops than there are images
+    (large images give several random crops each).
 
     Parameters
     ----------
@@ -33,11 +33,20 @@ class CropDataset(torch.utils.data.Dataset):
         Normalisation of the model.
     length
         Items per epoch.
+    separation
+        Kind of separation target (``hv`` or ``distance``, see :mod:`histobatch.targets`).
     """
 
     def __init__(
-        self, samples: list[Sample], augmentation, mean: list[float], std: list[float], length: int
+        self,
+        samples: list[Sample],
+        augmentation,
+        mean: list[float],
+        std: list[float],
+        length: int,
+        separation: str = "hv",
     ) -> None:
+        self.separation = separation
         self.samples = samples
         self.augmentation = augmentation
         self.mean = mean
@@ -64,7 +73,7 @@ class CropDataset(torch.utils.data.Dataset):
         return (
             torch.from_numpy(normalise(out["image"], self.mean, self.std)),
             torch.from_numpy((inst > 0).astype(np.float32)),
-            torch.from_numpy(hv_maps(inst)),
+            torch.from_numpy(separation_targets(inst, self.separation)),
             torch.from_numpy(np.asarray(tp, np.int64)),
             torch.tensor(has_types),
         )

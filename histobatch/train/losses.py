@@ -1,4 +1,5 @@
-"""Losses for the three heads (HoVer-Net recipe: BCE + Dice, MSE + MSGE, CE + Dice)."""
+"""Losses for the three heads: BCE + Dice (nuclear pixels), MSE + gradient MSE (separation maps,
+HoVer-Net's recipe for ``hv``; the same for ``distance``), CE + Dice (types)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ def hv_loss(pred: torch.Tensor, target: torch.Tensor, nuclear: torch.Tensor) -> 
     return mse + 2 * msge
 
 
+def distance_loss(pred: torch.Tensor, target: torch.Tensor, nuclear: torch.Tensor) -> torch.Tensor:
+    """MSE of the distance map over all pixels plus the MSE inside nuclei (where it matters)."""
+    mse = F.mse_loss(pred, target)
+    mask = nuclear[:, None].float()
+    inside = (((pred - target) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
+    return mse + inside
+
+
+SEPARATION_LOSSES = {"hv": hv_loss, "distance": distance_loss}
+
+
 def nucleus_loss(
     output: torch.Tensor,
     np_target: torch.Tensor,
@@ -40,35 +52,39 @@ def nucleus_loss(
     tp_target: torch.Tensor,
     has_types: torch.Tensor,
     type_weights: torch.Tensor | None = None,
+    separation: str = "hv",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
     Parameters
     ----------
     output
-        ``(B, 3 + K, H, W)`` raw network output (np logit, hv, type logits).
+        ``(B, 1 + S + K, H, W)`` raw network output (np logit, S separation maps, type logits).
     np_target
         ``(B, H, W)`` 0/1 nuclear pixels.
     hv_target
-        ``(B, 2, H, W)``.
+        ``(B, S, H, W)`` separation target (see :func:`histobatch.targets.separation_targets`).
     tp_target
         ``(B, H, W)`` type ids.
     has_types
         ``(B,)`` bool: which samples carry type labels (type loss is skipped for the others).
     type_weights
         Optional ``(K,)`` class weights of the type cross-entropy (against class imbalance).
+    separation
+        ``hv`` (S = 2) or ``distance`` (S = 1).
     """
     output = output.float()
     np_logit = output[:, 0]
-    hv = output[:, 1:3]
-    tp_logit = output[:, 3:]
+    offset = 1 + hv_target.shape[1]
+    hv = output[:, 1:offset]
+    tp_logit = output[:, offset:]
     np_target = np_target.float()
     loss_np = F.binary_cross_entropy_with_logits(np_logit, np_target) + soft_dice_loss(
         torch.sigmoid(np_logit), np_target
     )
-    loss_hv = hv_loss(hv, hv_target, np_target > 0)
-    total = loss_np + loss_hv
-    parts = {"np": float(loss_np.detach()), "hv": float(loss_hv.detach())}
+    loss_sep = SEPARATION_LOSSES[separation](hv, hv_target, np_target > 0)
+    total = loss_np + loss_sep
+    parts = {"np": float(loss_np.detach()), separation: float(loss_sep.detach())}
     if bool(has_types.any()):
         logits = tp_logit[has_types]
         target = tp_target[has_types]

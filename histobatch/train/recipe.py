@@ -75,6 +75,7 @@ class TrainConfig:
     encoder: str = "resnet18"
     architecture: str = "Unet"
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
+    separation: str = "hv"
     mpp: float = 0.25
     class_names: list[str] | None = None
     crop_size: int = 256
@@ -240,22 +241,53 @@ def predict_full(network, image: np.ndarray, mean, std, device: str, dtype) -> n
     return out.float()[0, :, :h, :w].cpu().numpy()
 
 
-def evaluate_pixels(network, samples, model_config, device, dtype) -> dict:
+def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:
+    """``(2 + K, H, W)`` maps as :class:`histobatch.inference.Predictor` returns them, from one
+    image's raw network output."""
+    import torch
+
+    from histobatch.inference import centre_distance
+
+    offset = model_config.type_offset
+    out = torch.from_numpy(raw)[None]
+    maps = torch.cat(
+        [
+            torch.sigmoid(out[:, :1]),
+            centre_distance(out[:, 1:offset], model_config.separation),
+            torch.softmax(out[:, offset:], 1),
+        ],
+        dim=1,
+    )
+    return maps[0].numpy()
+
+
+def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
     """Validation scores from one forward pass per image.
 
-    Returns the loss, nuclear-pixel Dice and, for typed data, pixel accuracy, IoU per class, mean
-    IoU and the confusion matrix (a pixel's class is its most probable nucleus type where the
-    nuclear-pixel head says "nucleus", background elsewhere).
+    Returns the loss, nuclear-pixel Dice, the nucleus metrics after post-processing (AJI and PQ
+    averaged over images, F_d and F_c pooled; see :mod:`histobatch.instance_metrics`) and, for
+    typed data, pixel accuracy, IoU per class, mean IoU and the confusion matrix (a pixel's class
+    is its most probable nucleus type where the nuclear-pixel head says "nucleus").
     """
     import torch
 
+    from histobatch.instance_metrics import (
+        PointMatches,
+        aji,
+        instance_centroids,
+        panoptic_quality,
+    )
     from histobatch.metrics import confusion_matrix, pixel_scores
-    from histobatch.targets import hv_maps
+    from histobatch.postprocess import instances_from_maps
+    from histobatch.targets import separation_targets
     from histobatch.train.losses import nucleus_loss
 
     n_classes = model_config.n_classes
+    offset = model_config.type_offset
     confusion = np.zeros((n_classes, n_classes), np.int64)
     inter = union_sum = loss_sum = 0.0
+    ajis, pqs = [], []
+    matches = PointMatches()
     typed = False
     network.eval()
     for sample in samples:
@@ -267,27 +299,43 @@ def evaluate_pixels(network, samples, model_config, device, dtype) -> dict:
         loss, _ = nucleus_loss(
             torch.from_numpy(out)[None],
             torch.from_numpy((sample.inst_map > 0).astype(np.float32))[None],
-            torch.from_numpy(hv_maps(sample.inst_map))[None],
+            torch.from_numpy(separation_targets(sample.inst_map, model_config.separation))[None],
             torch.from_numpy(types.astype(np.int64))[None],
             torch.tensor([has]),
+            separation=model_config.separation,
         )
         loss_sum += float(loss)
         nuclear = out[0] > 0
         truth = sample.inst_map > 0
         inter += float((nuclear & truth).sum())
         union_sum += float(nuclear.sum() + truth.sum())
+        maps = raw_to_maps(out, model_config)
+        found = instances_from_maps(maps[0], maps[1], maps[2:], model_config.postprocess)
+        ajis.append(aji(sample.inst_map, found.labels))
+        pqs.append(panoptic_quality(sample.inst_map, found.labels).pq)
+        true_xy, true_types = instance_centroids(sample.inst_map, sample.type_map)
+        pred_xy, _ = instance_centroids(found.labels)
+        matches.add(true_xy, true_types, pred_xy, found.types, 3.0 / model_config.mpp)
         if has:
             typed = True
-            pred = np.where(nuclear, out[4:].argmax(0) + 1, 0)
+            pred = np.where(nuclear, out[offset + 1 :].argmax(0) + 1, 0)
             confusion += confusion_matrix(sample.type_map, pred, n_classes)
     result: dict[str, Any] = {
         "val_loss": loss_sum / max(len(samples), 1),
         "val_np_dice": 2 * inter / union_sum if union_sum else float("nan"),
+        "val_aji": float(np.nanmean(ajis)) if ajis else float("nan"),
+        "val_pq": float(np.nanmean(pqs)) if pqs else float("nan"),
+        "val_f_d": matches.detection_f1(),
     }
     if typed:
         scores = pixel_scores(confusion, model_config.class_names)
         result.update(
             {
+                "val_f_c": {
+                    name: matches.type_f1(i)
+                    for i, name in enumerate(model_config.class_names)
+                    if i > 0
+                },
                 "val_pixel_accuracy": scores["pixel_accuracy"],
                 "val_iou": scores["iou"],
                 "val_miou": scores["miou"],
@@ -334,6 +382,7 @@ def train(
         class_names=class_names,
         class_colors=colors,
         mpp=config.mpp,
+        separation=config.separation,
     )
     _seed_everything(config.seed)
     model = new_model(model_config, "imagenet" if config.init == "imagenet" else None)
@@ -386,6 +435,7 @@ def train(
             model_config.mean,
             model_config.std,
             steps * config.batch_size,
+            model_config.separation,
         )
         optimizer = torch.optim.AdamW(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -439,6 +489,7 @@ def train(
                     tp_t.to(device),
                     has_types.to(device),
                     type_weights,
+                    model_config.separation,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -460,20 +511,25 @@ def train(
                 },
             }
             if val_samples:
-                val = evaluate_pixels(network, val_samples, model_config, device, dtype)
+                val = evaluate_validation(network, val_samples, model_config, device, dtype)
                 record.update(val)
                 last_val = val
             record["elapsed_s"] = round(time.time() - started, 1)
             history.append(record)
             logger.info(
-                "%s epoch %d/%d: loss %.4f val_loss %s np-dice %.3f mIoU %s",
+                "%s epoch %d/%d: loss %.4f val_loss %s np-dice %.3f AJI %.3f PQ %.3f F_d %.3f "
+                "mIoU %s F_c %s",
                 stage.name,
                 epoch + 1,
                 stage.epochs,
                 record["train_loss"],
                 f"{record.get('val_loss', float('nan')):.4f}",
                 record.get("val_np_dice", float("nan")),
+                record.get("val_aji", float("nan")),
+                record.get("val_pq", float("nan")),
+                record.get("val_f_d", float("nan")),
                 f"{record['val_miou']:.3f}" if "val_miou" in record else "-",
+                " ".join(f"{v:.2f}" for v in record.get("val_f_c", {}).values()) or "-",
             )
             torch.save(
                 {
@@ -566,7 +622,7 @@ def _write_final_figures(
             raw = predict_full(
                 network, sample.image, model_config.mean, model_config.std, device, dtype
             )
-            pred = np.where(raw[0] > 0, raw[4:].argmax(0) + 1, 0)
+            pred = np.where(raw[0] > 0, raw[model_config.type_offset + 1 :].argmax(0) + 1, 0)
             truth = sample.type_map if sample.type_map is not None else (sample.inst_map > 0)
             rows.append((f"{label} {sample.name}", sample.image, truth.astype(np.int64), pred))
     if rows:

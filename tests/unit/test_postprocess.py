@@ -3,7 +3,7 @@ import pytest
 
 from histobatch.model import PostprocessConfig
 from histobatch.postprocess import instance_types, instances_from_maps
-from histobatch.targets import hv_maps, type_map_from_instances
+from histobatch.targets import distance_maps, hv_maps, separation_targets, type_map_from_instances
 from tests.conftest import real_data
 
 
@@ -27,10 +27,16 @@ def _iou_matches(truth: np.ndarray, pred: np.ndarray, min_area: int = 12) -> tup
     return matched, total
 
 
-def _perfect_maps(inst: np.ndarray, types: np.ndarray, n_classes: int = 5):
+def _perfect_maps(inst: np.ndarray, types: np.ndarray, separation: str = "hv", n_classes: int = 5):
+    """Maps as the predictor returns them, from a perfect network's output."""
+    import torch
+
+    from histobatch.inference import centre_distance
+
     np_prob = (inst > 0).astype(np.float32)
     tp = np.stack([(types == c).astype(np.float32) for c in range(n_classes)])
-    return np_prob, hv_maps(inst), tp
+    raw = torch.from_numpy(separation_targets(inst, separation))[None]
+    return np_prob, centre_distance(raw, separation)[0, 0].numpy(), tp
 
 
 def test_hv_maps_range_and_sign():
@@ -47,20 +53,32 @@ def test_hv_maps_range_and_sign():
     assert hv[0, 5, 3] < 0 < hv[0, 5, 11]
 
 
-def test_touching_nuclei_are_split():
+def test_distance_maps_peak_at_centres_and_dip_at_contacts():
+    inst = np.zeros((40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    inst[((yy - 20) ** 2 + (xx - 38) ** 2 <= 100) & (inst == 0)] = 2
+    d = distance_maps(inst)[0]
+    assert d[inst == 0].max() == 0 and d.max() == pytest.approx(1)
+    assert d[20, 20] == pytest.approx(1) and d[20, 38] > 0.8
+    assert max(d[20, 28], d[20, 29]) < 0.25  # the contact line between the two nuclei
+
+
+@pytest.mark.parametrize("separation", ["hv", "distance"])
+def test_touching_nuclei_are_split(separation):
     inst = np.zeros((40, 60), np.int32)
     yy, xx = np.mgrid[:40, :60]
     inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
     inst[((yy - 20) ** 2 + (xx - 38) ** 2 <= 100) & (inst == 0)] = 2  # touches nucleus 1
     types = type_map_from_instances(inst, np.array([2, 3]))
-    result = instances_from_maps(*_perfect_maps(inst, types))
+    result = instances_from_maps(*_perfect_maps(inst, types, separation))
     assert result.labels.max() == 2
     assert sorted(result.types.tolist()) == [2, 3]
     assert _iou_matches(inst, result.labels) == (2, 2)
 
 
 def test_empty_maps_give_no_instances():
-    result = instances_from_maps(np.zeros((32, 32)), np.zeros((2, 32, 32)), np.zeros((5, 32, 32)))
+    result = instances_from_maps(np.zeros((32, 32)), np.ones((32, 32)), np.zeros((5, 32, 32)))
     assert result.labels.max() == 0 and len(result.types) == 0
 
 
@@ -76,7 +94,8 @@ def test_instance_type_is_majority_with_mean_probability():
     assert probs[0] == pytest.approx((0.9 + 0.9 + 0.0) / 3)
 
 
-def test_perfect_maps_recover_consep_instances():
+@pytest.mark.parametrize("separation", ["hv", "distance"])
+def test_perfect_maps_recover_consep_instances(separation):
     """From ground-truth maps, post-processing must give back almost every real nucleus."""
     from histobatch.train.datasets import read_consep
 
@@ -84,10 +103,11 @@ def test_perfect_maps_recover_consep_instances():
     matched = total = 0
     for sample in samples:
         result = instances_from_maps(
-            *_perfect_maps(sample.inst_map, sample.type_map), PostprocessConfig()
+            *_perfect_maps(sample.inst_map, sample.type_map, separation), PostprocessConfig()
         )
         m, t = _iou_matches(sample.inst_map, result.labels)
         matched += m
         total += t
     assert total > 500
+    print(f"{separation}: {matched}/{total} = {matched / total:.4f}")
     assert matched / total >= 0.97
