@@ -40,11 +40,11 @@ class EvaluateSettings:
         Dataset reader and type mapping (see :mod:`histobatch.train.datasets`).
     data_mpp
         µm/px of the dataset images (CoNSeP: 0.25).
-    margin
-        Tile margin in model pixels (as ``segment --margin``).
-    tile_size
-        Network input size; ``None`` picks the smallest multiple of 32 that holds an image and
-        its margins (at most 1280), so that a crop is one tile.
+    margin, tile_size
+        Tiling as ``segment --margin/--tile-size``. ``None`` (default): an image that fits in
+        one tile of at most 1280 px is one tile without margin (the smallest multiple of 32 that
+        holds it: a crop has no context beyond its border, as in training); larger images get
+        segment's defaults (1280 px tiles, 128 px margins).
     batch_size
         Tiles per forward pass.
     limit
@@ -54,23 +54,35 @@ class EvaluateSettings:
     layout: str = "consep"
     class_map: str = "identity"
     data_mpp: float = 0.25
-    margin: int = 128
+    margin: int | None = None
     tile_size: int | None = None
     batch_size: int = 2
     limit: int | None = None
 
 
-def auto_tile_size(image_shape: tuple[int, int], scale: float, margin: int) -> int:
-    """Smallest multiple of 32 that fits ``image_shape`` (scaled to the model grid) plus margins,
-    capped at 1280 (larger images are tiled).
+def auto_tiling(
+    image_shape: tuple[int, int], scale: float, tile_size: int | None, margin: int | None
+) -> tuple[int, int]:
+    """Tile size and margin for one image (see :class:`EvaluateSettings`).
 
     Examples
     --------
-    >>> auto_tile_size((256, 256), 1.0, 128)
-    512
+    >>> auto_tiling((256, 256), 1.0, None, None)
+    (256, 0)
+    >>> auto_tiling((1000, 1000), 1.0, None, None)
+    (1024, 0)
+    >>> auto_tiling((2000, 1500), 1.0, None, None)
+    (1280, 128)
+    >>> auto_tiling((256, 256), 1.0, None, 64)
+    (384, 64)
     """
-    side = math.ceil(max(image_shape) * scale) + 2 * margin
-    return int(min(1280, math.ceil(side / 32) * 32))
+    side = math.ceil(max(image_shape) * scale)
+    if tile_size is None:
+        one_tile = math.ceil((side + 2 * (margin or 0)) / 32) * 32
+        if one_tile <= 1280:
+            return one_tile, margin or 0
+        return 1280, 128 if margin is None else margin
+    return tile_size, 128 if margin is None else margin
 
 
 def _predicted(folder: Path, shape: tuple[int, int]):
@@ -167,12 +179,12 @@ def evaluate_dataset(
         for index, sample in enumerate(
             tqdm(samples, desc="evaluate", unit="image", disable=not progress)
         ):
-            tile_size = settings.tile_size or auto_tile_size(
-                sample.image.shape[:2], scale, settings.margin
+            tile_size, margin = auto_tiling(
+                sample.image.shape[:2], scale, settings.tile_size, settings.margin
             )
             segment_settings = SegmentSettings(
                 tile_size=tile_size,
-                margin=settings.margin,
+                margin=margin,
                 batch_size=settings.batch_size,
                 readers=1,
                 mpp=settings.data_mpp,

@@ -41,10 +41,16 @@ from histobatch.cli.options import device_option, model_option
     "--data-mpp", type=float, default=0.25, show_default=True, help="µm/px of the images."
 )
 @click.option(
-    "--margin", type=int, default=128, show_default=True, help="Tile margin (as segment)."
+    "--margin",
+    type=int,
+    default=None,
+    help="Tile margin (default: none when an image fits in one tile, else 128 as segment).",
 )
 @click.option(
-    "--tile-size", type=int, default=None, help="Network input size (default: one tile per image)."
+    "--tile-size",
+    type=int,
+    default=None,
+    help="Network input size (default: one tile per image up to 1280 px, else 1280).",
 )
 @click.option("--batch-size", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N images.")

@@ -85,6 +85,7 @@ class TrainConfig:
     precision: str = "auto"
     threads: int | None = None
     val_fraction: float = 0.15
+    tune_postprocess: bool = True
     stages: list[StageSpec] = field(default_factory=list)
 
     @classmethod
@@ -563,6 +564,19 @@ def train(
         checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
 
     network.eval()
+    if last_val is None:  # export only: the last validation of the history
+        last_val = next((h for h in reversed(history) if "val_loss" in h), None)
+        if last_val:
+            last_val = {k: v for k, v in last_val.items() if k.startswith("val_")}
+    if config.tune_postprocess:
+        from histobatch.train.thresholds import tune_postprocess
+
+        _, val_samples = _stage_samples(config.stages[-1], config)
+        if val_samples:
+            best, table = tune_postprocess(network, val_samples, model_config, device, dtype)
+            model_config.postprocess = best
+            (out / "postprocess_tuning.json").write_text(json.dumps(table, indent=1) + "\n")
+            last_val = evaluate_validation(network, val_samples, model_config, device, dtype)
     model_config.provenance = {
         "recipe": [asdict(s) for s in config.stages],
         "init": config.init,

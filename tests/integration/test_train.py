@@ -27,22 +27,25 @@ def test_split_keeps_tiles_together(tmp_path):
     assert not {s.group for s in val} & {s.group for s in train_set}
 
 
-def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path):
+@pytest.mark.parametrize("separation", ["hv", "distance"])
+def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path, separation):
     write_consep_folder(tmp_path / "data")
     config_path = tmp_path / "train.yaml"
     config_path.write_text(
-        "name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\n"
+        f"name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\n"
+        f"separation: {separation}\n"
         "crop_size: 64\nbatch_size: 2\nval_fraction: 0.34\nthreads: 1\n"
         "stages:\n"
         "  - {name: pretrain, epochs: 1, samples_per_epoch: 4,"
         " data: [{layout: consep, path: data, class_map: none}]}\n"
         "  - {name: heads, epochs: 1, samples_per_epoch: 4, freeze: encoder, reset_head: true,"
-        " data: [{layout: consep, path: data, class_map: identity}]}\n"
+        " type_weights: balanced, data: [{layout: consep, path: data, class_map: identity}]}\n"
     )
     config = load_train_config(config_path, out=str(tmp_path / "run"))
     model_dir = train(config, progress=False)
     run = tmp_path / "run"
-    for name in ("metrics.json", "curves.png", "confusion.png", "samples.png", "checkpoint.pt"):
+    reports = ("metrics.json", "curves.png", "confusion.png", "samples.png", "checkpoint.pt")
+    for name in (*reports, "postprocess_tuning.json"):
         assert (run / name).is_file(), name
     history = json.loads((run / "metrics.json").read_text())
     assert [h["stage"] for h in history] == ["pretrain", "heads"]
@@ -53,8 +56,44 @@ def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path):
         "epithelial",
         "spindle",
     }
+    assert {"val_aji", "val_pq", "val_f_d", "val_f_c"} <= set(history[-1])
     model = load_model(model_dir)
     assert model.config.provenance["recipe"][1]["freeze"] == "encoder"
+    assert model.config.separation == separation
+    assert model.config.n_outputs == 1 + (2 if separation == "hv" else 1) + 5
+    tuning = json.loads((run / "postprocess_tuning.json").read_text())
+    best = max(tuning, key=lambda row: (row["pq"], row["aji"]))
+    assert model.config.postprocess.np_threshold == best["np_threshold"]
+    assert model.config.postprocess.marker_threshold == best["marker_threshold"]
+
+
+def test_tiny_run_resumes_and_exports(tmp_path):
+    """Interrupt after the first stage (simulated by a one-stage config), then resume the full
+    recipe: the history continues and the model folder is written; --export rewrites it."""
+    write_consep_folder(tmp_path / "data")
+    head = (
+        "name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\nseparation: distance\n"
+        "crop_size: 64\nbatch_size: 2\nval_fraction: 0.34\nthreads: 1\nstages:\n"
+        "  - {name: a, epochs: 1, samples_per_epoch: 4,"
+        " data: [{layout: consep, path: data, class_map: identity}]}\n"
+    )
+    (tmp_path / "one.yaml").write_text(head)
+    (tmp_path / "two.yaml").write_text(
+        head + "  - {name: b, epochs: 1, samples_per_epoch: 4,"
+        " data: [{layout: consep, path: data, class_map: identity}]}\n"
+    )
+    run = str(tmp_path / "run")
+    train(load_train_config(tmp_path / "one.yaml", out=run), progress=False)
+    model_dir = train(
+        load_train_config(tmp_path / "two.yaml", out=run), resume=True, progress=False
+    )
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [h["stage"] for h in history] == ["a", "b"]
+    (model_dir / "config.json").unlink()
+    train(load_train_config(tmp_path / "two.yaml", out=run), export_only=True, progress=False)
+    exported = load_model(model_dir)
+    assert exported.config.provenance["epochs_trained"] == {"a": 1, "b": 1}
+    assert "val_pq" in exported.config.metrics["validation"]
 
 
 def test_bad_training_config(tmp_path):
