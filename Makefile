@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint evaluate train clean
+
+# Real data (read-only) for training and evaluation; see ../shared/data/README.md.
+DATA ?= ../shared/data
 
 install: $(VENV)/.installed
 
@@ -28,6 +31,14 @@ demo: install examples/data/cmu_small_region.svs
 test: install
 	$(BIN)/ruff check histobatch tests
 	$(BIN)/python -m pytest -q
+
+# The default model's test-set numbers (README "Model card"), from the packaged model.
+evaluate: install
+	$(BIN)/histobatch evaluate --data $(DATA)/consep4/test --model default --out results/evaluation/metrics.json
+
+# Re-train the default model (hours on a 2-core CPU; resumable: make train again continues).
+train: install
+	$(BIN)/histobatch train --config examples/train_consep.yaml --resume
 
 lint: install
 	$(BIN)/ruff check histobatch tests

@@ -60,6 +60,11 @@ from histobatch.cli.options import device_option, model_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Redo slides that are already finished.")
 @click.option("--csv", is_flag=True, help="Also write nuclei.csv next to nuclei.parquet.")
+@click.option(
+    "--all-tiles",
+    is_flag=True,
+    help="Run every tile, not only tissue (small images, TMA cores, crops full of tissue).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.pass_context
 @report_errors
@@ -79,6 +84,7 @@ def segment(
     threads,
     overwrite,
     csv,
+    all_tiles,
     no_progress,
 ) -> None:
     """Segment and classify nuclei in SLIDES (files, globs or folders) into OUT/<slide>/.
@@ -98,6 +104,7 @@ def segment(
         mpp=mpp,
         overwrite=overwrite,
         csv=csv,
+        all_tiles=all_tiles,
         progress=not no_progress and sys.stderr.isatty(),
     )
     results = segment_slides(list(slides), out, model_path, device, precision, settings, threads)
