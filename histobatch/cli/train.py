@@ -24,6 +24,12 @@ from histobatch.cli.options import device_option
     default=None,
     help="Multiply every stage's epochs (e.g. 0.1 for a quick check).",
 )
+@click.option(
+    "--stages",
+    "only_stages",
+    default=None,
+    help="Comma-separated stage names to run, e.g. 'finetune' to train without pre-training.",
+)
 @click.option("--augment", type=click.Choice(["default", "none"]), default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--seed", type=int, default=None)
@@ -45,6 +51,7 @@ def train(
     out,
     init,
     epochs_scale,
+    only_stages,
     augment,
     batch_size,
     seed,
@@ -69,6 +76,18 @@ def train(
         threads=threads,
         device=device,
     )
+    if only_stages:
+        from histobatch.errors import HistobatchError
+
+        wanted = [name.strip() for name in only_stages.split(",") if name.strip()]
+        unknown = set(wanted) - {stage.name for stage in config.stages}
+        if unknown:
+            raise HistobatchError(
+                f"--stages: no stage named {', '.join(sorted(unknown))} in this config "
+                f"(it has {', '.join(stage.name for stage in config.stages)})",
+                config_path,
+            )
+        config.stages = [stage for stage in config.stages if stage.name in wanted]
     if epochs_scale:
         for stage in config.stages:
             stage.epochs = max(1, round(stage.epochs * epochs_scale))

@@ -103,3 +103,17 @@ def test_bad_training_config(tmp_path):
     path.write_text("stages: []\nbogus: 1\n")
     with pytest.raises(HistobatchError, match="bogus"):
         load_train_config(path)
+
+
+def test_train_command_rejects_an_unknown_stage(tmp_path):
+    from click.testing import CliRunner
+
+    from histobatch.cli.main import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "stages:\n  - {name: finetune, data: [{layout: consep, path: d, class_map: identity}]}\n"
+    )
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--stages", "pretrain"])
+    assert result.exit_code != 0
+    assert "no stage named pretrain" in result.output and "finetune" in result.output
