@@ -66,18 +66,58 @@ class ModelSpace:
         lx1 = int(math.ceil((x + width - 0.5) / s - 0.5)) + pad
         ly1 = int(math.ceil((y + height - 0.5) / s - 0.5)) + pad
         source = self.slide.read_region(self.level, lx0, ly0, lx1 - lx0 + 1, ly1 - ly0 + 1)
-        if s < 1:  # downsampling: low-pass first so that the result does not alias
-            source = cv2.GaussianBlur(source, (0, 0), sigmaX=0.5 / s)
-        # dst (u, v) -> src ((u + x + 0.5) / s - 0.5 - lx0, ...)
-        matrix = np.array(
-            [[1 / s, 0, (x + 0.5) / s - 0.5 - lx0], [0, 1 / s, (y + 0.5) / s - 0.5 - ly0]],
-            np.float64,
-        )
-        return cv2.warpAffine(
-            source,
+        return warp_to_grid(source, s, x - lx0 * s, y - ly0 * s, width, height)
+
+
+def warp_to_grid(
+    source: np.ndarray,
+    scale: float,
+    x: float,
+    y: float,
+    width: int,
+    height: int,
+    labels: bool = False,
+) -> np.ndarray:
+    """Resample ``source`` onto a grid ``scale`` times as fine, pixel centres aligned.
+
+    Output pixel ``(u, v)`` is centred on source position ``((u + x + 0.5) / scale - 0.5,
+    (v + y + 0.5) / scale - 0.5)``. Images are low-passed first when shrinking (Gaussian,
+    sigma ``0.5 / scale`` source pixels) and interpolated bilinearly, with white outside;
+    ``labels=True`` takes the nearest source pixel and fills 0 outside. Slide tiles
+    (:meth:`ModelSpace.read`) and training images (:func:`rescale_array`) go through this one
+    function, so a model sees the same resampling in training and in use.
+    """
+    if not labels and scale < 1:
+        source = cv2.GaussianBlur(source, (0, 0), sigmaX=0.5 / scale)
+    matrix = np.array(
+        [[1 / scale, 0, (x + 0.5) / scale - 0.5], [0, 1 / scale, (y + 0.5) / scale - 0.5]],
+        np.float64,
+    )
+    if labels:
+        # OpenCV does not warp int32; float32 holds label ids exactly below 2**24.
+        warped = cv2.warpAffine(
+            source.astype(np.float32),
             matrix,
             (width, height),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(255, 255, 255),
+            borderValue=0,
         )
+        return warped.astype(source.dtype)
+    return cv2.warpAffine(
+        source,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(255, 255, 255),
+    )
+
+
+def rescale_array(array: np.ndarray, scale: float, labels: bool = False) -> np.ndarray:
+    """A whole image (or label map) resampled by ``scale`` as slides are (see
+    :func:`warp_to_grid`); the output is ``round(size * scale)`` pixels per side."""
+    height, width = array.shape[:2]
+    return warp_to_grid(
+        array, scale, 0.0, 0.0, round(width * scale), round(height * scale), labels=labels
+    )

@@ -203,7 +203,7 @@ def read_dataset(
     class_map
         Name of a map in :data:`CLASS_MAPS`.
     scale
-        Resize factor applied to images (bilinear) and labels (nearest).
+        Resize factor (images as slides are resampled to the model grid, labels nearest).
     include
         Optional glob on image stems, e.g. ``"image0[1-7]"``.
     """
@@ -223,17 +223,15 @@ def read_dataset(
 
 
 def rescale_sample(sample: Sample, scale: float) -> Sample:
-    """Resize a sample's image and label maps by ``scale``."""
-    import cv2
+    """Resize a sample's image and label maps by ``scale``, exactly as slides are resampled to
+    the model grid (:func:`histobatch.resample.rescale_array`)."""
+    from histobatch.resample import rescale_array
 
-    h, w = sample.inst_map.shape
-    size = (round(w * scale), round(h * scale))
-    image = cv2.resize(sample.image, size, interpolation=cv2.INTER_LINEAR)
-    inst = cv2.resize(sample.inst_map, size, interpolation=cv2.INTER_NEAREST)
+    image = rescale_array(sample.image, scale)
+    inst = rescale_array(sample.inst_map, scale, labels=True)
     types = None
     if sample.type_map is not None:
-        types = cv2.resize(sample.type_map.astype(np.int32), size, interpolation=cv2.INTER_NEAREST)
-        types = types.astype(np.int64)
+        types = rescale_array(sample.type_map, scale, labels=True)
     return Sample(sample.name, sample.group, image, inst, types)
 
 

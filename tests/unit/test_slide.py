@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from histobatch.errors import SlideError
-from histobatch.resample import ModelSpace
+from histobatch.resample import ModelSpace, rescale_array
 from histobatch.slide import open_slide
 from histobatch.tissue import detect_tissue, tissue_from_rgb
 from tests.conftest import make_disc_image, real_data, write_pyramidal_tiff
@@ -69,6 +69,25 @@ def test_model_space_reads_are_tile_invariant(tmp_path):
         assert np.array_equal(a[30:, 50:], b[:170, :150])
         x0, y0 = space.to_level0(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
         assert x0.tolist() == pytest.approx([-0.25, 0.25])
+
+
+def test_training_images_are_resampled_like_slides(tmp_path):
+    """A 40x training image brought to a 20x model matches what segment reads from a 40x slide
+    (away from the border, where slides have white and crops have more tissue)."""
+    image, _ = make_disc_image(256, 192, 12, seed=4)
+    path = write_pyramidal_tiff(tmp_path / "s.tiff", image, mpp=0.25, levels=1)
+    with open_slide(path) as slide:
+        space = ModelSpace(slide, 0.5)
+        from_slide = space.read(0, 0, 128, 96)
+    from_training = rescale_array(image, 0.5)
+    assert from_training.shape == (96, 128, 3)
+    diff = np.abs(from_slide[3:-3, 3:-3].astype(int) - from_training[3:-3, 3:-3].astype(int))
+    assert diff.max() <= 1
+    labels = np.zeros((192, 256), np.int32)
+    labels[40:80, 100:160] = 70000
+    small = rescale_array(labels, 0.5, labels=True)
+    assert small.dtype == np.int32 and set(np.unique(small)) == {0, 70000}
+    assert (small == 70000).sum() == 20 * 30
 
 
 def test_blank_slide_has_no_tissue():
