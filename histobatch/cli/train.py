@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from histobatch.cli.errors import report_errors
@@ -43,6 +45,7 @@ from histobatch.cli.options import device_option
     help="Write the model folder from the last checkpoint without training further.",
 )
 @device_option
+@click.option("--no-progress", is_flag=True, help="No progress bar (also off when not a terminal).")
 @click.pass_context
 @report_errors
 def train(
@@ -60,6 +63,7 @@ def train(
     resume,
     export_only,
     device,
+    no_progress,
 ) -> None:
     """Train a nucleus model with the transfer-learning recipe and write its report."""
     from histobatch.train.recipe import load_train_config
@@ -91,5 +95,6 @@ def train(
     if epochs_scale:
         for stage in config.stages:
             stage.epochs = max(1, round(stage.epochs * epochs_scale))
-    model_dir = run_training(config, resume=resume, export_only=export_only)
+    progress = not no_progress and sys.stderr.isatty()
+    model_dir = run_training(config, resume=resume, progress=progress, export_only=export_only)
     click.echo(f"model: {model_dir}")
