@@ -61,7 +61,7 @@ class SegmentSettings:
     """
 
     tile_size: int = 1280
-    margin: int = 128
+    margin: int = 192
     batch_size: int = 2
     readers: int = 2
     post_workers: int = 1

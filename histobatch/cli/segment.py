@@ -38,7 +38,7 @@ from histobatch.cli.options import device_option, model_option
 @click.option(
     "--margin",
     type=int,
-    default=128,
+    default=192,
     show_default=True,
     help="Context pixels on each side of a tile's core.",
 )

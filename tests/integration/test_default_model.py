@@ -34,14 +34,15 @@ def cmu_crop(tmp_path_factory):
 
 def test_real_model_is_tile_invariant(cmu_crop, tmp_path, default_predictor):
     results = []
-    # The default margin (128 px = 32 µm) must cover the network's context: measured on this
-    # crop, 64 px matched 94 % of nuclei across tilings, 96 px 97 %, 128 px 99.1 %.
+    # The default margin (192 model px = 96 µm for the 20x model) must cover the network's
+    # context: measured on this crop, 64 px matched 90 % of nuclei across tilings, 128 px 95 %,
+    # 192 px 100 %.
     for tile_size in (512, 832):
-        settings = SegmentSettings(tile_size=tile_size, margin=128, batch_size=2, progress=False)
+        settings = SegmentSettings(tile_size=tile_size, margin=192, batch_size=2, progress=False)
         result = segment_slide(cmu_crop, tmp_path / str(tile_size), default_predictor, settings)
         results.append(pd.read_parquet(result.out_dir / "nuclei.parquet"))
     a, b = results
-    assert len(a) > 300  # a real tissue crop holds hundreds of nuclei
+    assert len(a) > 100  # enough real nuclei for the comparison to mean something
     pairs = match_centroids(a, b, tol=2.0)
     assert len(pairs) >= 0.99 * max(len(a), len(b))
     same_type = sum(a.type_id.iloc[i] == b.type_id.iloc[j] for i, j in pairs)
@@ -50,11 +51,11 @@ def test_real_model_is_tile_invariant(cmu_crop, tmp_path, default_predictor):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the provisional default model under-segments (median area 4.2 µm² on the CMU "
-    "slide); issue 3 retrains it",
+    reason="the default model finds only nucleus cores on the CMU slide (skin, another lab; "
+    "median area 7.3 µm² on this crop): out-of-domain generalisation is open in issue 3",
 )
 def test_real_model_statistics_are_plausible(cmu_crop, tmp_path, default_predictor):
-    settings = SegmentSettings(tile_size=512, margin=128, batch_size=2, progress=False)
+    settings = SegmentSettings(tile_size=512, margin=192, batch_size=2, progress=False)
     result = segment_slide(cmu_crop, tmp_path, default_predictor, settings)
     table = pd.read_parquet(result.out_dir / "nuclei.parquet")
     # Nuclei in H&E are a few to a few hundred µm²; the median is tens of µm².
