@@ -61,7 +61,7 @@ def aji(truth: np.ndarray, pred: np.ndarray) -> float:
     Every true nucleus is paired with the predicted nucleus of highest IoU among those it touches
     (a prediction may serve several true nuclei); the intersections and unions of these pairs are
     summed, and the areas of unpaired true and predicted nuclei are added to the union.
-    NaN when both maps are empty.
+    Ties in IoU go to the lowest predicted label. NaN when both maps are empty.
     """
     inter, union, iou, area_t, area_p = _pair_tables(truth, pred)
     if not len(area_t) and not len(area_p):
