@@ -2,8 +2,9 @@
 
 Image and masks are transformed together. Only transforms that keep nucleus shape are used:
 flips and 90° rotations (exact, no interpolation, no border fill), colour/stain jitter, blur,
-noise and JPEG artefacts. No shear, no anisotropic stretch, no shifts that would pull border
-colour into the picture.
+noise and JPEG artefacts; ``stain`` adds H&E stain-matrix jitter (albumentations ``HEStain``,
+after Tellez et al. 2018) for other labs' staining. No shear, no anisotropic stretch, no shifts
+that would pull border colour into the picture.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ def build_augmentation(strength: str = "default", crop_size: int | None = None):
     Parameters
     ----------
     strength
-        ``"none"`` (only the crop) or ``"default"``.
+        ``"none"`` (only the crop), ``"default"`` or ``"stain"`` (default + H&E stain jitter).
     crop_size
         Random square crop taken first (images smaller than this are padded by reflection).
     """
@@ -28,7 +29,9 @@ def build_augmentation(strength: str = "default", crop_size: int | None = None):
             A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
             A.RandomCrop(crop_size, crop_size),
         ]
-    if strength == "default":
+    if strength == "stain":
+        steps += [A.HEStain(method="random_preset", p=0.5)]
+    if strength in ("default", "stain"):
         steps += [
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
@@ -47,5 +50,7 @@ def build_augmentation(strength: str = "default", crop_size: int | None = None):
             ),
         ]
     elif strength != "none":
-        raise ValueError(f"unknown augmentation strength {strength!r}; use 'default' or 'none'")
+        raise ValueError(
+            f"unknown augmentation strength {strength!r}; use 'default', 'stain' or 'none'"
+        )
     return A.Compose(steps)

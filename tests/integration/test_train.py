@@ -117,3 +117,23 @@ def test_train_command_rejects_an_unknown_stage(tmp_path):
     result = CliRunner().invoke(cli, ["train", "--config", str(config), "--stages", "pretrain"])
     assert result.exit_code != 0
     assert "no stage named pretrain" in result.output and "finetune" in result.output
+
+
+@pytest.mark.parametrize("strength", ["none", "default", "stain"])
+def test_augmentation_moves_image_and_masks_together(strength):
+    from histobatch.train.augment import build_augmentation
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    inst = np.zeros((48, 48), np.int32)
+    inst[5:15, 30:44] = 7  # an asymmetric block: flips and rotations move it
+    transform = build_augmentation(strength, crop_size=48)
+    for seed in range(5):
+        transform.set_random_seed(seed)
+        out = transform(image=image, masks=[inst, inst * 2])
+        moved, doubled = out["masks"]
+        assert out["image"].shape == (48, 48, 3) and out["image"].dtype == np.uint8
+        assert (np.asarray(moved) == 7).sum() == 140  # exact transforms: no resampling of labels
+        assert np.array_equal(np.asarray(doubled), np.asarray(moved) * 2)
+    with pytest.raises(ValueError, match="stain"):
+        build_augmentation("strong")
