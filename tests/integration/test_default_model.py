@@ -61,3 +61,17 @@ def test_real_model_statistics_are_plausible(cmu_crop, tmp_path, default_predict
     # Nuclei in H&E are a few to a few hundred µm²; the median is tens of µm².
     assert 10 < table.area_um2.median() < 120
     assert table.type.nunique() >= 2
+
+
+def test_evaluate_reproduces_the_model_card(default_predictor, tmp_path):
+    """The packaged model's recorded consep4 test numbers come back from `histobatch evaluate`."""
+    from histobatch.evaluate import evaluate_dataset
+
+    data = real_data("consep4", "test")
+    recorded = default_predictor.model.config.metrics["test"]
+    metrics = evaluate_dataset(data, default_predictor, tmp_path, progress=False)
+    assert metrics["n_images"] == recorded["n_images"] == 224
+    for key in ("dice", "aji", "pq", "f_d", "miou"):
+        assert metrics[key] == pytest.approx(recorded[key], abs=0.002), key
+    for name, value in recorded["f_c"].items():
+        assert metrics["f_c"][name] == pytest.approx(value, abs=0.005), name
