@@ -44,7 +44,7 @@ class EvaluateSettings:
         Tiling as ``segment --margin/--tile-size``. ``None`` (default): an image that fits in
         one tile of at most 1280 px is one tile without margin (the smallest multiple of 32 that
         holds it: a crop has no context beyond its border, as in training); larger images get
-        segment's defaults (1280 px tiles, 128 px margins).
+        segment's defaults (:class:`~histobatch.pipeline.SegmentSettings`).
     batch_size
         Tiles per forward pass.
     limit
@@ -72,17 +72,20 @@ def auto_tiling(
     >>> auto_tiling((1000, 1000), 1.0, None, None)
     (1024, 0)
     >>> auto_tiling((2000, 1500), 1.0, None, None)
-    (1280, 128)
+    (1280, 192)
     >>> auto_tiling((256, 256), 1.0, None, 64)
     (384, 64)
     """
+    from histobatch.pipeline import SegmentSettings
+
+    defaults = SegmentSettings()
     side = math.ceil(max(image_shape) * scale)
     if tile_size is None:
         one_tile = math.ceil((side + 2 * (margin or 0)) / 32) * 32
-        if one_tile <= 1280:
+        if one_tile <= defaults.tile_size:
             return one_tile, margin or 0
-        return 1280, 128 if margin is None else margin
-    return tile_size, 128 if margin is None else margin
+        tile_size = defaults.tile_size
+    return tile_size, defaults.margin if margin is None else margin
 
 
 def _predicted(folder: Path, shape: tuple[int, int]):

@@ -65,17 +65,23 @@ class Predictor:
             )
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 out = self.network(tensor)
-            out = out.float()
-            offset = self.model.config.type_offset
-            maps = torch.cat(
-                [
-                    torch.sigmoid(out[:, :1]),
-                    centre_distance(out[:, 1:offset], self.model.config.separation),
-                    torch.softmax(out[:, offset:], 1),
-                ],
-                dim=1,
-            )
-            return maps.cpu().numpy()
+            return output_to_maps(out.float(), self.model.config).cpu().numpy()
+
+
+def output_to_maps(out, config):
+    """``(B, 2 + K, H, W)`` maps (nuclear probability, centre distance, K class probabilities)
+    from a ``(B, 1 + S + K, H, W)`` raw float network output of a model with ``config``."""
+    import torch
+
+    offset = config.type_offset
+    return torch.cat(
+        [
+            torch.sigmoid(out[:, :1]),
+            centre_distance(out[:, 1:offset], config.separation),
+            torch.softmax(out[:, offset:], 1),
+        ],
+        dim=1,
+    )
 
 
 def centre_distance(separation_maps, kind: str):

@@ -8,7 +8,7 @@ import sys
 import click
 
 from histobatch.cli.errors import report_errors
-from histobatch.cli.options import device_option, model_option
+from histobatch.cli.options import device_option, model_option, precision_option
 
 
 @click.command()
@@ -44,7 +44,7 @@ from histobatch.cli.options import device_option, model_option
     "--margin",
     type=int,
     default=None,
-    help="Tile margin (default: none when an image fits in one tile, else 128 as segment).",
+    help="Tile margin (default: none when an image fits in one tile, else segment's default).",
 )
 @click.option(
     "--tile-size",
@@ -55,12 +55,7 @@ from histobatch.cli.options import device_option, model_option
 @click.option("--batch-size", type=int, default=2, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
 @device_option
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    show_default=True,
-)
+@precision_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context

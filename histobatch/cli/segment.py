@@ -7,7 +7,7 @@ import sys
 import click
 
 from histobatch.cli.errors import report_errors
-from histobatch.cli.options import device_option, model_option
+from histobatch.cli.options import device_option, model_option, precision_option
 
 
 @click.command()
@@ -21,13 +21,7 @@ from histobatch.cli.options import device_option, model_option
     default=None,
     help="µm/px of level 0, overriding the metadata (needed when a slide has none).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    show_default=True,
-    help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.",
-)
+@precision_option
 @click.option(
     "--tile-size",
     type=int,

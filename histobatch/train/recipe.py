@@ -247,19 +247,9 @@ def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:
     image's raw network output."""
     import torch
 
-    from histobatch.inference import centre_distance
+    from histobatch.inference import output_to_maps
 
-    offset = model_config.type_offset
-    out = torch.from_numpy(raw)[None]
-    maps = torch.cat(
-        [
-            torch.sigmoid(out[:, :1]),
-            centre_distance(out[:, 1:offset], model_config.separation),
-            torch.softmax(out[:, offset:], 1),
-        ],
-        dim=1,
-    )
-    return maps[0].numpy()
+    return output_to_maps(torch.from_numpy(raw)[None], model_config)[0].numpy()
 
 
 def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
