@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 TABLE_NAME = "nuclei.parquet"
 MASKS_NAME = "masks.ome.zarr"
 OVERVIEW_NAME = "overview.png"
+FINGERPRINT_NAME = "run.json"
 
 
 @dataclass
@@ -130,10 +131,7 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
     SlideResult
         ``status`` is ``done`` or ``skipped``; errors propagate as exceptions.
     """
-    from histobatch.resample import ModelSpace
-    from histobatch.slide import open_slide
-    from histobatch.tiling import TileGrid
-    from histobatch.tissue import detect_tissue
+    from histobatch.locking import SlideBusy, SlideLock
 
     started = time.perf_counter()
     path = Path(path)
@@ -143,8 +141,68 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
     if is_finished(final) and not settings.overwrite:
         logger.info("%s: already finished in %s (use --overwrite to redo)", path.name, final)
         return SlideResult(path, slide_id, "skipped", final)
+    out_root.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = SlideLock(out_root, slide_id).acquire()
+    except SlideBusy as busy:
+        reason = f"another run is segmenting it ({busy.holder})"
+        logger.warning("%s: skipped, %s", path.name, reason)
+        return SlideResult(path, slide_id, "skipped", final, error=reason)
+    try:
+        if is_finished(final) and not settings.overwrite:  # another run finished it meanwhile
+            return SlideResult(path, slide_id, "skipped", final)
+        return _segment_locked(path, out_root, slide_id, predictor, settings, started)
+    finally:
+        lock.release()
 
+
+def run_fingerprint(predictor, settings: SegmentSettings) -> dict[str, Any]:
+    """Everything that changes a slide's tiles; a partial slide resumes only if it matches."""
+    model = predictor.model
+    weights = Path(model.path) / "model.safetensors" if model.path else None
+    return {
+        "model": model.config.to_dict(),
+        "weights_bytes": weights.stat().st_size if weights and weights.exists() else None,
+        "tile_size": settings.tile_size,
+        "margin": settings.margin,
+        "mpp": settings.mpp,
+        "all_tiles": settings.all_tiles,
+        "precision": str(predictor.dtype),
+        "histobatch_version": __version__,
+    }
+
+
+def _prepare_work_folder(work: Path, fingerprint: dict[str, Any], overwrite: bool, name: str):
+    """Keep a partial slide's finished tiles only when they were made the same way."""
+    import json
+
+    stamp = work / FINGERPRINT_NAME
+    if work.exists():
+        try:
+            previous = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if overwrite or previous != json.loads(json.dumps(fingerprint, default=str)):
+            why = "--overwrite" if overwrite else "made with other settings or model"
+            logger.info("%s: discarding the unfinished earlier run (%s)", name, why)
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not stamp.exists():
+        write_json_atomic(stamp, fingerprint)
+
+
+def _segment_locked(path: Path, out_root: Path, slide_id: str, predictor, settings, started):
+    """:func:`segment_slide` once the slide's lock is held."""
+    from histobatch.resample import ModelSpace
+    from histobatch.slide import open_slide
+    from histobatch.tiling import TileGrid
+    from histobatch.tissue import detect_tissue
+
+    final = out_root / slide_id
     work = out_root / f".{slide_id}.partial"
+    if is_finished(work) and not settings.overwrite:  # complete, but killed before the rename
+        _publish(work, final)
+        return SlideResult(path, slide_id, "done", final)
     tiles_dir = work / "tiles"
     timings: dict[str, float] = {}
     config = predictor.model.config
@@ -177,7 +235,8 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
             len(tiles),
             grid.rows * grid.cols,
         )
-        work.mkdir(parents=True, exist_ok=True)
+        fingerprint = run_fingerprint(predictor, settings)
+        _prepare_work_folder(work, fingerprint, settings.overwrite, path.name)
         done = {p.stem for p in tiles_dir.glob("r*_c*.npz")} if tiles_dir.is_dir() else set()
         pending = [t for t in tiles if t.key not in done]
         if done:
@@ -248,13 +307,19 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         shutil.rmtree(tiles_dir, ignore_errors=True)
+        (work / FINGERPRINT_NAME).unlink(missing_ok=True)
         write_json_atomic(work / SUMMARY_NAME, summary)
 
+    _publish(work, final)
+    logger.info("%s: %d nuclei in %.1f s -> %s", path.name, n, runtime, final)
+    return SlideResult(path, slide_id, "done", final, n, runtime, timings=timings)
+
+
+def _publish(work: Path, final: Path) -> None:
+    """Move a complete slide folder to its final name (replacing an older result)."""
     if final.exists():
         shutil.rmtree(final)
     os.replace(work, final)
-    logger.info("%s: %d nuclei in %.1f s -> %s", path.name, n, runtime, final)
-    return SlideResult(path, slide_id, "done", final, n, runtime, timings=timings)
 
 
 def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) -> None:

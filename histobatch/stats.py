@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,23 @@ def type_statistics(
     return result
 
 
+def temporary_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` unique to this process, for write-then-rename.
+
+    Concurrent runs writing the same file (``cohort.csv``, ``failures.json``) each rename their own
+    complete copy into place, so a reader never sees a half-written file.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON under a temporary name, then rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+    temporary = temporary_name(path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _json_default(value: Any) -> Any:
@@ -82,12 +95,17 @@ def write_cohort_table(out_dir: Path) -> Path:
 
     rows = []
     for summary_path in sorted(Path(out_dir).glob(f"*/{SUMMARY_NAME}")):
+        if summary_path.parent.name.startswith("."):  # a slide still being written
+            continue
         try:
             rows.append(cohort_row(json.loads(summary_path.read_text())))
         except (OSError, ValueError, KeyError):
             continue
     path = Path(out_dir) / COHORT_NAME
-    temporary = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame(rows).to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    temporary = temporary_name(path)
+    try:
+        pd.DataFrame(rows).to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path

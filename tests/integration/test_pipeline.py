@@ -9,7 +9,8 @@ import pytest
 import zarr
 
 from histobatch.inference import Predictor
-from histobatch.pipeline import SegmentSettings, segment_slide
+from histobatch.pipeline import FINGERPRINT_NAME, SegmentSettings, run_fingerprint, segment_slide
+from histobatch.stats import write_json_atomic
 from tests.conftest import make_disc_image, match_centroids, oracle_model, write_pyramidal_tiff
 
 
@@ -187,8 +188,22 @@ def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tm
                 work / "tiles",
                 tile.key,
             )
+    write_json_atomic(work / FINGERPRINT_NAME, run_fingerprint(predictor, settings))
+    kept = sorted((work / "tiles").iterdir())
     resumed = segment_slide(slide, partial_root, Counting(predictor), settings)
     assert sum(calls) == len(tiles) - len(tiles) // 2
     table = pd.read_parquet(resumed.out_dir / "nuclei.parquet")
     pd.testing.assert_frame_equal(table, reference)
     assert not work.exists()
+
+    # Tiles made with other settings (here another margin) are never mixed in: all are redone.
+    shutil.rmtree(resumed.out_dir)
+    (work / "tiles").mkdir(parents=True)
+    for path in kept:
+        (work / "tiles" / path.name).write_bytes(b"not this run's tile")
+    other = SegmentSettings(tile_size=256, margin=48, batch_size=2, progress=False)
+    write_json_atomic(work / FINGERPRINT_NAME, run_fingerprint(predictor, other))
+    calls.clear()
+    redone = segment_slide(slide, partial_root, Counting(predictor), settings)
+    assert sum(calls) == len(tiles)
+    pd.testing.assert_frame_equal(pd.read_parquet(redone.out_dir / "nuclei.parquet"), reference)
