@@ -59,6 +59,11 @@ class SegmentSettings:
     all_tiles
         Run every tile, not only those with tissue (small images, TMA cores, evaluation crops
         that are tissue edge to edge).
+    max_memory_gb
+        Soft limit on the process's resident memory: above it, no new tiles are read until the
+        tiles in flight are post-processed and spilled to disk.
+    progress
+        Show a progress bar per slide.
     """
 
     tile_size: int = 1280
@@ -70,6 +75,7 @@ class SegmentSettings:
     overwrite: bool = False
     csv: bool = False
     all_tiles: bool = False
+    max_memory_gb: float | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -82,6 +88,19 @@ class SegmentSettings:
             raise HistobatchError(f"--tile-size must be a multiple of 32, got {self.tile_size}")
         if self.batch_size < 1:
             raise HistobatchError("--batch-size must be at least 1")
+        if self.max_memory_gb is not None and self.max_memory_gb <= 0:
+            raise HistobatchError(f"--max-memory must be positive (GB), got {self.max_memory_gb}")
+        if self.readers < 1 or self.post_workers < 1:
+            raise HistobatchError("--readers and --post-workers must be at least 1")
+        if self.mpp is not None:
+            from histobatch.slide import MPP_RANGE
+
+            low, high = MPP_RANGE
+            if not low <= self.mpp <= high:
+                raise HistobatchError(
+                    f"--mpp {self.mpp:g} is outside the plausible range {low}-{high} µm/px; "
+                    "pass the slide's level-0 µm/px (e.g. 0.25 for 40x, 0.5 for 20x)"
+                )
 
 
 @dataclass
@@ -327,6 +346,7 @@ def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) ->
     from tqdm import tqdm
 
     from histobatch.inference import read_ahead
+    from histobatch.memory import rss_bytes
     from histobatch.stitch import owned_nuclei, save_tile
 
     if not tiles:
@@ -352,14 +372,28 @@ def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) ->
         leave=False,
     )
     found = 0
+    limit = settings.max_memory_gb * 1e9 if settings.max_memory_gb else None
+    warned = False
     with ThreadPoolExecutor(max_workers=settings.post_workers, thread_name_prefix="post") as pool:
         in_flight: deque = deque()
         for batch_tiles, pixels in read_ahead(tiles, read, settings.batch_size, settings.readers):
             maps = predictor(pixels)
             for tile, tile_maps in zip(batch_tiles, maps, strict=True):
                 in_flight.append(pool.submit(finish, tile, tile_maps))
-            del maps
-            while len(in_flight) > 2 * settings.batch_size:
+            del maps, pixels
+            keep = 2 * settings.batch_size
+            if limit is not None and rss_bytes() > limit:
+                keep = 0  # backpressure: spill everything in flight before reading more
+                if not warned:
+                    logger.warning(
+                        "%s: resident memory %.2f GB is above --max-memory %.2f GB; "
+                        "post-processing every batch before reading the next (slower)",
+                        slide_id,
+                        rss_bytes() / 1e9,
+                        limit / 1e9,
+                    )
+                    warned = True
+            while len(in_flight) > keep:
                 found += in_flight.popleft().result()
                 bar.update(1)
                 bar.set_postfix(nuclei=found)

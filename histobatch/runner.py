@@ -6,6 +6,7 @@ One failing slide never stops the batch: it is reported with a one-line reason, 
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import time
@@ -148,6 +149,11 @@ def segment_slides(
         except HistobatchError as exc:
             result = SlideResult(path, slide_id_of(path), "failed", error=str(exc))
             logger.error("%s", exc)
+        except OSError as exc:
+            message = _io_error_message(path, out, exc)
+            result = SlideResult(path, slide_id_of(path), "failed", error=message)
+            logger.error("%s", message)
+            logger.debug("traceback", exc_info=True)
         except Exception as exc:  # keep the batch going; details with -v
             message = f"{path}: unexpected error ({type(exc).__name__}: {exc})"
             result = SlideResult(path, slide_id_of(path), "failed", error=message)
@@ -159,6 +165,17 @@ def segment_slides(
             write_cohort_table(out)
     _write_failures(out, results)
     return results
+
+
+def _io_error_message(path: Path, out: Path, exc: OSError) -> str:
+    """One line for an operating-system error while segmenting ``path``."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{path}: no space left on the device holding {out}{where}; free space or choose "
+            "another -o, then rerun (finished tiles are kept and reused)"
+        )
+    return f"{path}: input/output error: {exc.strerror or exc}{where}"
 
 
 def _write_failures(out: Path, results: list[SlideResult]) -> None:

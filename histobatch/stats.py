@@ -90,7 +90,18 @@ def cohort_row(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_cohort_table(out_dir: Path) -> Path:
-    """Rewrite ``OUT/cohort.csv`` from every ``OUT/*/summary.json`` (sorted by slide id)."""
+    """Rewrite ``OUT/cohort.csv`` from every ``OUT/*/summary.json`` (sorted by slide id).
+
+    Runs sharing ``out_dir`` take turns (``OUT/.cohort.lock``), so the table written last holds
+    every slide finished by then.
+    """
+    from histobatch.locking import waiting_lock
+
+    with waiting_lock(Path(out_dir) / ".cohort.lock"):
+        return _write_cohort_table(Path(out_dir))
+
+
+def _write_cohort_table(out_dir: Path) -> Path:
     import pandas as pd
 
     rows = []

@@ -59,6 +59,12 @@ from histobatch.cli.options import device_option, model_option, precision_option
     is_flag=True,
     help="Run every tile, not only tissue (small images, TMA cores, crops full of tissue).",
 )
+@click.option(
+    "--max-memory",
+    type=float,
+    default=None,
+    help="Soft limit on resident memory in GB: above it, tiles are spilled before more are read.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.pass_context
 @report_errors
@@ -79,6 +85,7 @@ def segment(
     overwrite,
     csv,
     all_tiles,
+    max_memory,
     no_progress,
 ) -> None:
     """Segment and classify nuclei in SLIDES (files, globs or folders) into OUT/<slide>/.
@@ -99,6 +106,7 @@ def segment(
         overwrite=overwrite,
         csv=csv,
         all_tiles=all_tiles,
+        max_memory_gb=max_memory,
         progress=not no_progress and sys.stderr.isatty(),
     )
     results = segment_slides(list(slides), out, model_path, device, precision, settings, threads)
