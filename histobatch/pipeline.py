@@ -126,12 +126,27 @@ def slide_id_of(path: str | Path) -> str:
     return Path(name).stem
 
 
+def check_slide_id(slide_id: str) -> str:
+    """Refuse slide ids that are not a plain, visible folder name."""
+    if not slide_id or slide_id.startswith(".") or any(c in slide_id for c in "/\\\0"):
+        raise HistobatchError(
+            f"slide id {slide_id!r} is not a plain folder name; use letters, digits, '-', '_'"
+        )
+    return slide_id
+
+
 def is_finished(folder: Path) -> bool:
     """A slide folder is finished when its summary exists (written last, then renamed)."""
     return (folder / SUMMARY_NAME).is_file()
 
 
-def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: SegmentSettings):
+def segment_slide(
+    path: str | Path,
+    out_root: str | Path,
+    predictor,
+    settings: SegmentSettings,
+    slide_id: str | None = None,
+):
     """Segment one slide into ``out_root/<slide id>/``.
 
     Parameters
@@ -144,6 +159,8 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
         A :class:`histobatch.inference.Predictor`.
     settings
         Tiling and output options.
+    slide_id
+        Output folder name; default: the file name without its suffix (:func:`slide_id_of`).
 
     Returns
     -------
@@ -155,7 +172,7 @@ def segment_slide(path: str | Path, out_root: str | Path, predictor, settings: S
     started = time.perf_counter()
     path = Path(path)
     out_root = Path(out_root)
-    slide_id = slide_id_of(path)
+    slide_id = slide_id or slide_id_of(path)
     final = out_root / slide_id
     if is_finished(final) and not settings.overwrite:
         logger.info("%s: already finished in %s (use --overwrite to redo)", path.name, final)

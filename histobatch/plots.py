@@ -111,3 +111,52 @@ def plot_samples(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_cohort_composition(cohort, path: str | Path) -> None:
+    """Nucleus-type composition (stacked fractions) and density of every finished slide.
+
+    Parameters
+    ----------
+    cohort
+        The cohort table (``histobatch aggregate``): ``slide``, ``status``, ``nuclei_per_mm2``
+        and ``<type>_fraction`` columns.
+    path
+        PNG to write.
+    """
+    from histobatch.model import CONSEP4_CLASSES, CONSEP4_COLORS
+
+    plt = _pyplot()
+    done = cohort[cohort["status"] == "done"] if len(cohort) else cohort
+    types = [c[: -len("_fraction")] for c in cohort.columns if c.endswith("_fraction")]
+    height = min(2.0 + 0.28 * max(len(done), 1), 60.0)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, height), sharey=True, gridspec_kw={"width_ratios": [3, 1.3]}
+    )
+    if len(done) == 0:
+        left.text(0.5, 0.5, "no finished slides", ha="center", va="center")
+    else:
+        positions = np.arange(len(done))
+        start = np.zeros(len(done))
+        cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, name in enumerate(types):
+            if name in CONSEP4_CLASSES:
+                color = np.array(CONSEP4_COLORS[CONSEP4_CLASSES.index(name)]) / 255
+            else:
+                color = cycle[i % len(cycle)]
+            values = done[f"{name}_fraction"].fillna(0).to_numpy(float)
+            left.barh(positions, values, left=start, color=color, label=name)
+            start += values
+        right.barh(positions, done["nuclei_per_mm2"].to_numpy(float), color="0.4")
+        left.set_yticks(positions, done["slide"].tolist())
+        left.invert_yaxis()
+        left.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(types), frameon=False)
+    left.set_xlim(0, 1)
+    left.set_xlabel("fraction of nuclei")
+    right.set_xlabel("nuclei per mm² of tissue")
+    failed = len(cohort) - len(done)
+    title = f"{len(done)} slide(s)" + (f", {failed} failed or unfinished" if failed else "")
+    fig.suptitle(title, x=0.01, ha="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

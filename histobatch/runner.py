@@ -12,9 +12,16 @@ import logging
 import time
 from pathlib import Path
 
+from histobatch.aggregate import FAILURES_NAME, write_cohort_tables
 from histobatch.errors import HistobatchError
-from histobatch.pipeline import SegmentSettings, SlideResult, segment_slide, slide_id_of
-from histobatch.stats import write_cohort_table, write_json_atomic
+from histobatch.pipeline import (
+    SegmentSettings,
+    SlideResult,
+    check_slide_id,
+    segment_slide,
+    slide_id_of,
+)
+from histobatch.stats import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +43,6 @@ SLIDE_SUFFIXES = {
     ".jpeg",
     ".bmp",
 }
-FAILURES_NAME = "failures.json"
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[SlideResult]]:
@@ -98,8 +104,18 @@ def segment_slides(
     precision: str = "auto",
     settings: SegmentSettings | None = None,
     threads: int | None = None,
+    slide_id: str | None = None,
+    run_files: bool = True,
 ) -> list[SlideResult]:
     """Segment every input slide into ``out``; see :func:`histobatch.pipeline.segment_slide`.
+
+    Parameters
+    ----------
+    slide_id
+        Output folder name for a single input slide (workflows with a sample sheet).
+    run_files
+        Write the run-level ``cohort.csv`` and ``failures.json``; a workflow that runs one job
+        per slide turns this off and builds them once with ``histobatch aggregate``.
 
     Raises
     ------
@@ -124,8 +140,16 @@ def segment_slides(
     paths, results = expand_inputs(inputs)
     for failure in results:
         logger.error("%s", failure.error)
+    if slide_id is not None:
+        check_slide_id(slide_id)
+        if len(inputs) != 1 or len(paths) > 1:
+            raise HistobatchError(
+                f"--slide-id names one slide, but {len(inputs)} inputs were given"
+            )
     if not paths:
-        _write_failures(out, results)
+        if run_files:
+            _write_failures(out, results)
+            write_cohort_tables(out, parquet=False)
         return results
 
     concrete = resolve_device(device)
@@ -145,7 +169,7 @@ def segment_slides(
         logger.info("[%d/%d] %s", position, len(paths), path)
         started = time.perf_counter()
         try:
-            result = segment_slide(path, out, predictor, settings)
+            result = segment_slide(path, out, predictor, settings, slide_id)
         except HistobatchError as exc:
             result = SlideResult(path, slide_id_of(path), "failed", error=str(exc))
             logger.error("%s", exc)
@@ -161,9 +185,11 @@ def segment_slides(
             logger.debug("traceback", exc_info=True)
         result.runtime_s = result.runtime_s or time.perf_counter() - started
         results.append(result)
-        if result.status == "done":
-            write_cohort_table(out)
-    _write_failures(out, results)
+        if result.status == "done" and run_files:
+            write_cohort_tables(out, parquet=False)
+    if run_files:
+        _write_failures(out, results)
+        write_cohort_tables(out, parquet=False)
     return results
 
 

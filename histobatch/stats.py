@@ -87,36 +87,3 @@ def cohort_row(summary: dict[str, Any]) -> dict[str, Any]:
     row["model"] = summary["model"]["name"]
     row["runtime_s"] = summary["runtime_s"]
     return row
-
-
-def write_cohort_table(out_dir: Path) -> Path:
-    """Rewrite ``OUT/cohort.csv`` from every ``OUT/*/summary.json`` (sorted by slide id).
-
-    Runs sharing ``out_dir`` take turns (``OUT/.cohort.lock``), so the table written last holds
-    every slide finished by then.
-    """
-    from histobatch.locking import waiting_lock
-
-    with waiting_lock(Path(out_dir) / ".cohort.lock"):
-        return _write_cohort_table(Path(out_dir))
-
-
-def _write_cohort_table(out_dir: Path) -> Path:
-    import pandas as pd
-
-    rows = []
-    for summary_path in sorted(Path(out_dir).glob(f"*/{SUMMARY_NAME}")):
-        if summary_path.parent.name.startswith("."):  # a slide still being written
-            continue
-        try:
-            rows.append(cohort_row(json.loads(summary_path.read_text())))
-        except (OSError, ValueError, KeyError):
-            continue
-    path = Path(out_dir) / COHORT_NAME
-    temporary = temporary_name(path)
-    try:
-        pd.DataFrame(rows).to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path

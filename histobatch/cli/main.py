@@ -25,6 +25,7 @@ class LazyGroup(click.Group):
     """A group whose subcommands are imported only when used (keeps ``--help`` instant)."""
 
     _commands = {
+        "aggregate": ("histobatch.cli.aggregate", "aggregate"),
         "evaluate": ("histobatch.cli.evaluate", "evaluate"),
         "segment": ("histobatch.cli.segment", "segment"),
         "train": ("histobatch.cli.train", "train"),

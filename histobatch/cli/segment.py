@@ -65,6 +65,16 @@ from histobatch.cli.options import device_option, model_option, precision_option
     default=None,
     help="Soft limit on resident memory in GB: above it, tiles are spilled before more are read.",
 )
+@click.option(
+    "--slide-id",
+    default=None,
+    help="Output folder name for a single slide (default: the file name without suffix).",
+)
+@click.option(
+    "--no-cohort",
+    is_flag=True,
+    help="Do not write OUT/cohort.csv and OUT/failures.json (workflows: histobatch aggregate).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.pass_context
 @report_errors
@@ -86,6 +96,8 @@ def segment(
     csv,
     all_tiles,
     max_memory,
+    slide_id,
+    no_cohort,
     no_progress,
 ) -> None:
     """Segment and classify nuclei in SLIDES (files, globs or folders) into OUT/<slide>/.
@@ -109,7 +121,17 @@ def segment(
         max_memory_gb=max_memory,
         progress=not no_progress and sys.stderr.isatty(),
     )
-    results = segment_slides(list(slides), out, model_path, device, precision, settings, threads)
+    results = segment_slides(
+        list(slides),
+        out,
+        model_path,
+        device,
+        precision,
+        settings,
+        threads,
+        slide_id=slide_id,
+        run_files=not no_cohort,
+    )
     done = [r for r in results if r.status == "done"]
     skipped = [r for r in results if r.status == "skipped"]
     failed = [r for r in results if r.status == "failed"]

@@ -89,7 +89,8 @@ def test_bad_inputs_do_not_stop_the_batch(batch, tmp_path, tiny_model_dir):
     failures = json.loads((out / "failures.json").read_text())
     assert len(failures) == len(cases)
     cohort = pd.read_csv(out / "cohort.csv")
-    assert cohort.slide.tolist() == ["good"]
+    assert cohort.slide[cohort.status == "done"].tolist() == ["good"]
+    assert (cohort.status == "failed").sum() == len(cases)
     assert f"{len(cases) + 1} slide(s): 1 done, 0 skipped, {len(cases)} failed" in result.output
 
 

@@ -135,7 +135,9 @@ def test_batch_summary_counts_every_input(bad_batch):
     done = len(cases) - failed + 1
     assert f"{len(cases) + 1} slide(s): {done} done, 0 skipped, {failed} failed" in result.output
     cohort = pd.read_csv(out / "cohort.csv")
-    assert sorted(cohort.slide) == ["blank", "good", "tiny"]
+    assert sorted(cohort.slide[cohort.status == "done"]) == ["blank", "good", "tiny"]
+    assert (cohort.status == "failed").sum() == failed  # failures are listed with their reason
+    assert cohort.error[cohort.status == "failed"].notna().all()
 
 
 @pytest.fixture()
@@ -298,7 +300,8 @@ def test_two_runs_on_one_output_folder(tmp_path, tiny_model_dir):
     assert done == 3, outputs  # each slide segmented by exactly one of the runs
     for slide in slides:
         assert _digest(out / slide.stem) == _digest(tmp_path / "ref" / slide.stem)
-    assert sorted(pd.read_csv(out / "cohort.csv").slide) == ["s0", "s1", "s2"]
+    cohort = pd.read_csv(out / "cohort.csv")
+    assert sorted(cohort.slide) == ["s0", "s1", "s2"] and (cohort.status == "done").all()
     assert not list(out.glob(".*.partial")) and not list(out.glob(".*.tmp"))
 
 
