@@ -146,6 +146,7 @@ def segment_slide(
     predictor,
     settings: SegmentSettings,
     slide_id: str | None = None,
+    run_tiles=None,
 ):
     """Segment one slide into ``out_root/<slide id>/``.
 
@@ -161,6 +162,11 @@ def segment_slide(
         Tiling and output options.
     slide_id
         Output folder name; default: the file name without its suffix (:func:`slide_id_of`).
+    run_tiles
+        Who computes the pending tiles: ``run_tiles(path, space, tiles, tiles_dir, slide_id,
+        total)`` must leave one spilled file per tile in ``tiles_dir``. Default: this process,
+        with ``predictor``; :class:`histobatch.distributed.DaskTileRunner` spreads them over a
+        Dask cluster. Its ``device_label`` attribute, if any, is recorded in the summary.
 
     Returns
     -------
@@ -187,7 +193,7 @@ def segment_slide(
     try:
         if is_finished(final) and not settings.overwrite:  # another run finished it meanwhile
             return SlideResult(path, slide_id, "skipped", final)
-        return _segment_locked(path, out_root, slide_id, predictor, settings, started)
+        return _segment_locked(path, out_root, slide_id, predictor, settings, started, run_tiles)
     finally:
         lock.release()
 
@@ -227,7 +233,9 @@ def _prepare_work_folder(work: Path, fingerprint: dict[str, Any], overwrite: boo
         write_json_atomic(stamp, fingerprint)
 
 
-def _segment_locked(path: Path, out_root: Path, slide_id: str, predictor, settings, started):
+def _segment_locked(
+    path: Path, out_root: Path, slide_id: str, predictor, settings, started, run_tiles
+):
     """:func:`segment_slide` once the slide's lock is held."""
     from histobatch.resample import ModelSpace
     from histobatch.slide import open_slide
@@ -283,7 +291,10 @@ def _segment_locked(path: Path, out_root: Path, slide_id: str, predictor, settin
                 len(tiles),
             )
         t0 = time.perf_counter()
-        _run_tiles(space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
+        if run_tiles is None:
+            _run_tiles(space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
+        else:
+            run_tiles(path, space, pending, tiles_dir, slide_id, len(tiles))
         timings["tiles_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -335,7 +346,7 @@ def _segment_locked(path: Path, out_root: Path, slide_id: str, predictor, settin
                 "version": config.version,
                 "path": str(predictor.model.path) if predictor.model.path else None,
             },
-            "device": str(predictor.device),
+            "device": getattr(run_tiles, "device_label", str(predictor.device)),
             "precision": str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
             "runtime_s": round(runtime, 2),
             "timings_s": {k: round(v, 2) for k, v in timings.items()},

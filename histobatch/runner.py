@@ -106,6 +106,8 @@ def segment_slides(
     threads: int | None = None,
     slide_id: str | None = None,
     run_files: bool = True,
+    scheduler: str | None = None,
+    cluster: str | None = None,
 ) -> list[SlideResult]:
     """Segment every input slide into ``out``; see :func:`histobatch.pipeline.segment_slide`.
 
@@ -116,6 +118,9 @@ def segment_slides(
     run_files
         Write the run-level ``cohort.csv`` and ``failures.json``; a workflow that runs one job
         per slide turns this off and builds them once with ``histobatch aggregate``.
+    scheduler, cluster
+        Compute the tiles on a Dask cluster: the address of a running scheduler, or
+        ``local:N``/``slurm[:N]`` to start one (see :mod:`histobatch.distributed`).
 
     Raises
     ------
@@ -152,24 +157,51 @@ def segment_slides(
             write_cohort_tables(out, parquet=False)
         return results
 
-    concrete = resolve_device(device)
-    if concrete == "cpu":
-        configure_threads(threads)
-    model = load_model(model_path, device=concrete)
-    predictor = Predictor(model, concrete, precision)
-    logger.info(
-        "model %s (%s, %.3f µm/px) on %s, %s",
-        model.config.name,
-        model.config.encoder,
-        model.config.mpp,
-        concrete,
-        str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
-    )
+    run_tiles = client = None
+    if scheduler or cluster:
+        from histobatch.distributed import DaskTileRunner, WorkerJob, start_client
+
+        model = load_model(model_path, device="cpu")  # here only for its config
+        predictor = Predictor(model, "cpu", precision)
+        client = start_client(scheduler, cluster, device)
+        shared_model = str(model.path.resolve()) if model.path else model_path
+        job = WorkerJob(shared_model, device, precision, settings, threads)
+        run_tiles = DaskTileRunner(client, job)
+        logger.info("model %s; tiles on %s", model.config.name, run_tiles.device_label)
+    else:
+        concrete = resolve_device(device)
+        if concrete == "cpu":
+            configure_threads(threads)
+        model = load_model(model_path, device=concrete)
+        predictor = Predictor(model, concrete, precision)
+        logger.info(
+            "model %s (%s, %.3f µm/px) on %s, %s",
+            model.config.name,
+            model.config.encoder,
+            model.config.mpp,
+            concrete,
+            str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
+        )
+    try:
+        _segment_each(paths, out, predictor, settings, slide_id, run_tiles, run_files, results)
+    finally:
+        if client is not None:
+            client.close()
+            if client.cluster is not None:
+                client.cluster.close()
+    if run_files:
+        _write_failures(out, results)
+        write_cohort_tables(out, parquet=False)
+    return results
+
+
+def _segment_each(paths, out, predictor, settings, slide_id, run_tiles, run_files, results):
+    """Segment ``paths`` one after the other, appending a result per slide to ``results``."""
     for position, path in enumerate(paths, start=1):
         logger.info("[%d/%d] %s", position, len(paths), path)
         started = time.perf_counter()
         try:
-            result = segment_slide(path, out, predictor, settings, slide_id)
+            result = segment_slide(path, out, predictor, settings, slide_id, run_tiles)
         except HistobatchError as exc:
             result = SlideResult(path, slide_id_of(path), "failed", error=str(exc))
             logger.error("%s", exc)
@@ -187,10 +219,6 @@ def segment_slides(
         results.append(result)
         if result.status == "done" and run_files:
             write_cohort_tables(out, parquet=False)
-    if run_files:
-        _write_failures(out, results)
-        write_cohort_tables(out, parquet=False)
-    return results
 
 
 def _io_error_message(path: Path, out: Path, exc: OSError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -75,6 +76,18 @@ from histobatch.cli.options import device_option, model_option, precision_option
     is_flag=True,
     help="Do not write OUT/cohort.csv and OUT/failures.json (workflows: histobatch aggregate).",
 )
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Compute tiles on a running Dask cluster (tcp://HOST:PORT); needs a shared OUT.",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="local:N|slurm[:N]",
+    help="Start a Dask cluster for the tiles: N local worker processes or N SLURM jobs.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.pass_context
 @report_errors
@@ -98,6 +111,8 @@ def segment(
     max_memory,
     slide_id,
     no_cohort,
+    scheduler,
+    cluster,
     no_progress,
 ) -> None:
     """Segment and classify nuclei in SLIDES (files, globs or folders) into OUT/<slide>/.
@@ -107,6 +122,9 @@ def segment(
     """
     from histobatch.pipeline import SegmentSettings
     from histobatch.runner import segment_slides
+
+    if scheduler or cluster:  # Dask's own shutdown chatter is not the user's business
+        logging.getLogger("distributed").setLevel(logging.ERROR)
 
     settings = SegmentSettings(
         tile_size=tile_size,
@@ -131,6 +149,8 @@ def segment(
         threads,
         slide_id=slide_id,
         run_files=not no_cohort,
+        scheduler=scheduler,
+        cluster=cluster,
     )
     done = [r for r in results if r.status == "done"]
     skipped = [r for r in results if r.status == "skipped"]

@@ -1,0 +1,198 @@
+"""Spread the tiles of every slide over a Dask distributed cluster.
+
+The process that runs ``histobatch segment`` keeps the parts that touch a whole slide (tissue
+detection, the tile plan, the lock, stitching and writing); the tiles themselves, where the time
+goes, are cut into chunks and computed by the workers, which spill them into the slide's partial
+folder exactly as a local run does. So many workers help on one big slide, results are identical to
+a local run (every tile is computed independently), and an interrupted run resumes the same way.
+Workers must see the output folder (a shared file system on a cluster).
+
+Clusters: ``--scheduler tcp://HOST:PORT`` (an existing one), ``--cluster local:N`` (N worker
+processes on this machine) or ``--cluster slurm[:N]`` (N SLURM jobs of one worker each, started by
+dask-jobqueue; queue, account and sizes come from Dask's ``jobqueue.slurm`` configuration). With a
+GPU device every worker advertises one ``GPU`` resource and every chunk asks for one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from histobatch.errors import HistobatchError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker needs to compute tiles: the model, the device and the segment settings."""
+
+    model_path: str
+    device: str
+    precision: str
+    settings: Any  # histobatch.pipeline.SegmentSettings
+    threads: int | None
+
+
+def start_client(scheduler: str | None, cluster: str | None, device: str):
+    """Connect to ``scheduler`` or start the cluster named by ``cluster``; return the client.
+
+    Raises
+    ------
+    HistobatchError
+        For an unreachable scheduler, an unknown cluster kind or a missing extra.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise HistobatchError(
+            "--scheduler/--cluster need Dask distributed: pip install 'histobatch[workflow]'"
+        ) from None
+    if scheduler and cluster:
+        raise HistobatchError("give either --scheduler or --cluster, not both")
+    gpu = device not in ("cpu",)
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise HistobatchError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    kind, _, count = cluster.partition(":")
+    if count and not count.isdigit():
+        raise HistobatchError(f"--cluster {cluster}: the worker count must be a number")
+    if kind == "local":
+        workers = int(count) if count else os.cpu_count() or 1
+        local = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            resources={"GPU": 1} if gpu else None,
+            silence_logs=logging.WARNING,
+        )
+        return Client(local)
+    if kind == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise HistobatchError(
+                "--cluster slurm needs dask-jobqueue: pip install 'histobatch[workflow]'"
+            ) from None
+        extra = ["--resources", "GPU=1"] if gpu else []
+        directives = ["--gres=gpu:1"] if gpu else []
+        slurm = SLURMCluster(processes=1, worker_extra_args=extra, job_extra_directives=directives)
+        slurm.scale(jobs=int(count) if count else 1)
+        return Client(slurm)
+    raise HistobatchError(f"unknown --cluster {cluster!r}; use local:N or slurm[:N]")
+
+
+class DaskTileRunner:
+    """Compute a slide's pending tiles on the workers of ``client`` (see the module notes).
+
+    Parameters
+    ----------
+    client
+        A ``distributed.Client``.
+    job
+        Model, device and settings for the workers.
+    tiles_per_task
+        Tiles per task; default: enough tasks for about four per worker.
+    """
+
+    def __init__(self, client, job: WorkerJob, tiles_per_task: int | None = None) -> None:
+        self.client = client
+        self.job = job
+        self.tiles_per_task = tiles_per_task
+        workers = client.scheduler_info().get("workers", {})
+        self.n_workers = max(len(workers), 1)
+        self.gpu = any("GPU" in w.get("resources", {}) for w in workers.values())
+        self.device_label = f"dask ({self.n_workers} workers, {job.device})"
+
+    def __call__(self, path, space, tiles, tiles_dir, slide_id: str, total: int) -> None:
+        from distributed import as_completed
+        from tqdm import tqdm
+
+        if not tiles:
+            return
+        size = self.tiles_per_task or max(
+            self.job.settings.batch_size, math.ceil(len(tiles) / (4 * self.n_workers))
+        )
+        chunks = [tiles[i : i + size] for i in range(0, len(tiles), size)]
+        resources = {"GPU": 1} if self.gpu and self.job.device != "cpu" else None
+        futures = [
+            self.client.submit(
+                run_tile_chunk,
+                str(Path(path).resolve()),
+                chunk,
+                str(Path(tiles_dir).resolve()),
+                self.job,
+                pure=False,
+                resources=resources,
+            )
+            for chunk in chunks
+        ]
+        bar = tqdm(
+            total=total,
+            initial=total - len(tiles),
+            desc=slide_id,
+            unit="tile",
+            disable=not self.job.settings.progress,
+            leave=False,
+        )
+        try:
+            for future in as_completed(futures):
+                bar.update(future.result())  # re-raises a worker's error here
+        finally:
+            for future in futures:
+                future.cancel()
+            bar.close()
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob) -> int:
+    """On a worker: compute ``tiles`` of the slide at ``path`` and spill them to ``tiles_dir``.
+
+    The model and the open slide are kept between calls in the worker process.
+    """
+    from histobatch.pipeline import _run_tiles
+
+    predictor = _worker_predictor(job)
+    space = _worker_space(path, job, predictor.model.config.mpp)
+    settings = replace(job.settings, progress=False)
+    _run_tiles(space, tiles, predictor, settings, Path(tiles_dir), Path(path).name, len(tiles))
+    return len(tiles)
+
+
+def _worker_predictor(job: WorkerJob):
+    key = (job.model_path, job.device, job.precision)
+    if _WORKER_STATE.get("predictor_key") != key:
+        from histobatch.device import configure_threads, resolve_device
+        from histobatch.inference import Predictor
+        from histobatch.model import load_model
+
+        device = resolve_device(job.device)
+        if device == "cpu":
+            configure_threads(job.threads)
+        _WORKER_STATE["predictor"] = Predictor(
+            load_model(job.model_path, device), device, job.precision
+        )
+        _WORKER_STATE["predictor_key"] = key
+    return _WORKER_STATE["predictor"]
+
+
+def _worker_space(path: str, job: WorkerJob, model_mpp: float):
+    if _WORKER_STATE.get("slide_path") != path:
+        from histobatch.resample import ModelSpace
+        from histobatch.slide import open_slide
+
+        previous = _WORKER_STATE.pop("slide", None)
+        if previous is not None:
+            previous.close()
+        slide = open_slide(path, mpp=job.settings.mpp)
+        _WORKER_STATE.update(slide=slide, slide_path=path, space=ModelSpace(slide, model_mpp))
+    return _WORKER_STATE["space"]
