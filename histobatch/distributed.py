@@ -38,6 +38,16 @@ class WorkerJob:
     threads: int | None
 
 
+def local_worker_count(cluster: str | None) -> int | None:
+    """Workers of a ``local[:N]`` cluster spec (``None`` for other kinds)."""
+    if not cluster:
+        return None
+    kind, _, count = cluster.partition(":")
+    if kind != "local":
+        return None
+    return int(count) if count.isdigit() else os.cpu_count() or 1
+
+
 def start_client(scheduler: str | None, cluster: str | None, device: str):
     """Connect to ``scheduler`` or start the cluster named by ``cluster``; return the client.
 
@@ -64,7 +74,7 @@ def start_client(scheduler: str | None, cluster: str | None, device: str):
     if count and not count.isdigit():
         raise HistobatchError(f"--cluster {cluster}: the worker count must be a number")
     if kind == "local":
-        workers = int(count) if count else os.cpu_count() or 1
+        workers = local_worker_count(cluster)
         local = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

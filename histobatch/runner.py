@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import glob
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -159,7 +160,16 @@ def segment_slides(
 
     run_tiles = client = None
     if scheduler or cluster:
-        from histobatch.distributed import DaskTileRunner, WorkerJob, start_client
+        from histobatch.distributed import (
+            DaskTileRunner,
+            WorkerJob,
+            local_worker_count,
+            start_client,
+        )
+
+        local_workers = local_worker_count(cluster)
+        if local_workers and threads is None:  # share this machine's cores, no oversubscription
+            threads = max(1, (os.cpu_count() or 1) // local_workers)
 
         model = load_model(model_path, device="cpu")  # here only for its config
         predictor = Predictor(model, "cpu", precision)
