@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,24 @@ def start_client(scheduler: str | None, cluster: str | None, device: str):
     raise HistobatchError(f"unknown --cluster {cluster!r}; use local:N or slurm[:N]")
 
 
+def slurm_cluster(gpu: bool):
+    """A dask-jobqueue ``SLURMCluster`` of one worker per job (and one GPU per job if ``gpu``).
+
+    Queue, account, cores, memory and walltime come from Dask's ``jobqueue.slurm`` configuration.
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise HistobatchError(
+            "--cluster slurm needs dask-jobqueue: pip install 'histobatch[workflow]'"
+        ) from None
+    return SLURMCluster(
+        processes=1,
+        worker_extra_args=["--resources", "GPU=1"] if gpu else [],
+        job_extra_directives=["--gres=gpu:1"] if gpu else [],
+    )
+
+
 class DaskTileRunner:
     """Compute a slide's pending tiles on the workers of ``client`` (see the module notes).
 
@@ -162,6 +181,9 @@ class DaskTileRunner:
 
 
 _WORKER_STATE: dict[str, Any] = {}
+#: One chunk at a time per worker process: a chunk already uses every core (torch threads, tile
+#: readers, post-processing threads) and the model and open slide are shared state.
+_WORKER_LOCK = threading.Lock()
 
 
 def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob) -> int:
@@ -171,10 +193,12 @@ def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob) -> in
     """
     from histobatch.pipeline import _run_tiles
 
-    predictor = _worker_predictor(job)
-    space = _worker_space(path, job, predictor.model.config.mpp)
-    settings = replace(job.settings, progress=False)
-    _run_tiles(space, tiles, predictor, settings, Path(tiles_dir), Path(path).name, len(tiles))
+    with _WORKER_LOCK:
+        predictor = _worker_predictor(job)
+        space = _worker_space(path, job, predictor.model.config.mpp)
+        settings = replace(job.settings, progress=False)
+        name = Path(path).name
+        _run_tiles(space, tiles, predictor, settings, Path(tiles_dir), name, len(tiles))
     return len(tiles)
 
 

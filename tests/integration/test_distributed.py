@@ -59,3 +59,19 @@ def test_unknown_cluster_kind_is_one_line(slide, tmp_path, tiny_model_dir):
     args = ["segment", str(slide), "-o", str(tmp_path), "--model", str(tiny_model_dir)]
     result = CliRunner().invoke(cli, [*args, "--cluster", "kubernetes"])
     assert result.exit_code == 1 and "unknown --cluster 'kubernetes'" in result.output
+
+
+def test_slurm_cluster_asks_one_gpu_per_worker_job():
+    pytest.importorskip("dask_jobqueue")
+    import dask
+
+    from histobatch.distributed import slurm_cluster
+
+    with dask.config.set({"jobqueue.slurm.cores": 8, "jobqueue.slurm.memory": "32GB"}):
+        cluster = slurm_cluster(gpu=True)
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "--resources GPU=1" in script
