@@ -62,6 +62,8 @@ class SegmentSettings:
     max_memory_gb
         Soft limit on the process's resident memory: above it, no new tiles are read until the
         tiles in flight are post-processed and spilled to disk.
+    geojson
+        Also write ``nuclei.geojson`` (QuPath detections, level-0 pixels).
     progress
         Show a progress bar per slide.
     """
@@ -76,6 +78,7 @@ class SegmentSettings:
     csv: bool = False
     all_tiles: bool = False
     max_memory_gb: float | None = None
+    geojson: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -300,6 +303,12 @@ def _segment_locked(
         t0 = time.perf_counter()
         outputs = _assemble(work, tiles, grid, space, config, settings)
         timings["assemble_s"] = time.perf_counter() - t0
+        if settings.geojson:
+            from histobatch.writers.geojson import GEOJSON_NAME, write_geojson
+
+            t0 = time.perf_counter()
+            write_geojson(work / MASKS_NAME, work / TABLE_NAME, space.scale, work / GEOJSON_NAME)
+            timings["geojson_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         from histobatch.overview import draw_overview

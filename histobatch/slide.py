@@ -109,6 +109,22 @@ class Slide:
             factor = width / size[0]
         return image, factor
 
+    @property
+    def associated_images(self) -> dict[str, tuple[int, int]]:
+        """Names and ``(width, height)`` of the associated images (label, macro, thumbnail)."""
+        if self._handle is None:
+            return {}
+        return {name: image.size for name, image in self._handle.associated_images.items()}
+
+    @property
+    def objective_power(self) -> float | None:
+        """Scanner objective magnification from the metadata, if recorded."""
+        value = self.properties.get("openslide.objective-power")
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return None
+
     def best_level_for_downsample(self, downsample: float) -> int:
         """The coarsest level whose downsample does not exceed ``downsample`` (+0.5 % slack)."""
         candidates = [i for i, d in enumerate(self.level_downsamples) if d <= downsample * 1.005]

@@ -27,6 +27,8 @@ class LazyGroup(click.Group):
     _commands = {
         "aggregate": ("histobatch.cli.aggregate", "aggregate"),
         "evaluate": ("histobatch.cli.evaluate", "evaluate"),
+        "export": ("histobatch.cli.export", "export"),
+        "info": ("histobatch.cli.info", "info"),
         "segment": ("histobatch.cli.segment", "segment"),
         "train": ("histobatch.cli.train", "train"),
     }

@@ -56,6 +56,9 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option("--overwrite", is_flag=True, help="Redo slides that are already finished.")
 @click.option("--csv", is_flag=True, help="Also write nuclei.csv next to nuclei.parquet.")
 @click.option(
+    "--geojson", is_flag=True, help="Also write nuclei.geojson (QuPath detections with classes)."
+)
+@click.option(
     "--all-tiles",
     is_flag=True,
     help="Run every tile, not only tissue (small images, TMA cores, crops full of tissue).",
@@ -107,6 +110,7 @@ def segment(
     threads,
     overwrite,
     csv,
+    geojson,
     all_tiles,
     max_memory,
     slide_id,
@@ -135,6 +139,7 @@ def segment(
         mpp=mpp,
         overwrite=overwrite,
         csv=csv,
+        geojson=geojson,
         all_tiles=all_tiles,
         max_memory_gb=max_memory,
         progress=not no_progress and sys.stderr.isatty(),
