@@ -135,6 +135,9 @@ def aggregate(out_dir: str | Path) -> Cohort:
     frame = write_cohort_tables(out_dir)
     plot = out_dir / COHORT_PLOT_NAME
     plot_cohort_composition(frame, plot)
+    from histobatch.report import write_cohort_report
+
+    write_cohort_report(out_dir, frame, plot)
     finished = int((frame["status"] == "done").sum())
     return Cohort(
         out_dir / COHORT_NAME, out_dir / COHORT_PARQUET_NAME, plot, finished, len(frame) - finished

@@ -193,6 +193,7 @@ def evaluate_dataset(
                 mpp=settings.data_mpp,
                 overwrite=True,
                 all_tiles=True,
+                report=False,
                 progress=False,
             )
             image_path = work / f"{sample.name}.png"

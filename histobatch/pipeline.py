@@ -64,6 +64,8 @@ class SegmentSettings:
         tiles in flight are post-processed and spilled to disk.
     geojson
         Also write ``nuclei.geojson`` (QuPath detections, level-0 pixels).
+    report
+        Write ``report.html`` (overview, crops, charts, warnings) for the slide.
     progress
         Show a progress bar per slide.
     """
@@ -79,6 +81,7 @@ class SegmentSettings:
     all_tiles: bool = False
     max_memory_gb: float | None = None
     geojson: bool = False
+    report: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -258,6 +261,9 @@ def _segment_locked(
         t0 = time.perf_counter()
         tissue = detect_tissue(slide)
         tissue_mm2 = tissue.area_mm2(slide.mpp)
+        from histobatch.report import stain_check
+
+        stain = stain_check(tissue.thumbnail, tissue.mask)
         grid = TileGrid(
             space.width, space.height, settings.tile_size - 2 * settings.margin, settings.margin
         )
@@ -339,6 +345,7 @@ def _segment_locked(
             "model_mpp": config.mpp,
             "read_level": space.level,
             "tissue_area_mm2": tissue_mm2,
+            "stain": stain,
             "nucleus_count": n,
             "nucleus_density_per_mm2": n / tissue_mm2 if tissue_mm2 > 0 else 0.0,
             "types": type_statistics(
@@ -365,10 +372,23 @@ def _segment_locked(
         shutil.rmtree(tiles_dir, ignore_errors=True)
         (work / FINGERPRINT_NAME).unlink(missing_ok=True)
         write_json_atomic(work / SUMMARY_NAME, summary)
+        if settings.report:
+            _write_report(work, path.name)
 
     _publish(work, final)
     logger.info("%s: %d nuclei in %.1f s -> %s", path.name, n, runtime, final)
     return SlideResult(path, slide_id, "done", final, n, runtime, timings=timings)
+
+
+def _write_report(folder: Path, name: str) -> None:
+    """``report.html``; a failure here is reported but never costs the slide its results."""
+    from histobatch.report import write_slide_report
+
+    try:
+        write_slide_report(folder)
+    except Exception as exc:
+        logger.warning("%s: report.html not written (%s: %s)", name, type(exc).__name__, exc)
+        logger.debug("traceback", exc_info=True)
 
 
 def _publish(work: Path, final: Path) -> None:

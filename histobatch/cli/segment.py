@@ -55,6 +55,7 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
 @click.option("--overwrite", is_flag=True, help="Redo slides that are already finished.")
 @click.option("--csv", is_flag=True, help="Also write nuclei.csv next to nuclei.parquet.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html per slide.")
 @click.option(
     "--geojson", is_flag=True, help="Also write nuclei.geojson (QuPath detections with classes)."
 )
@@ -110,6 +111,7 @@ def segment(
     threads,
     overwrite,
     csv,
+    no_report,
     geojson,
     all_tiles,
     max_memory,
@@ -140,6 +142,7 @@ def segment(
         overwrite=overwrite,
         csv=csv,
         geojson=geojson,
+        report=not no_report,
         all_tiles=all_tiles,
         max_memory_gb=max_memory,
         progress=not no_progress and sys.stderr.isatty(),
