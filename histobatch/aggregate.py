@@ -76,12 +76,26 @@ def cohort_rows(out_dir: Path) -> list[dict]:
     for partial in sorted(out_dir.glob(".*.partial")):
         slide = partial.name[1 : -len(".partial")]
         if slide not in rows:
+            running = _being_segmented(out_dir, slide)
             rows[slide] = {
-                "status": "unfinished",
-                "error": f"interrupted; rerun to finish it ({partial})",
+                "status": "running" if running else "unfinished",
+                "error": running or f"interrupted; rerun to finish it ({partial})",
                 "slide": slide,
             }
     return [rows[slide] for slide in sorted(rows)]
+
+
+def _being_segmented(out_dir: Path, slide: str) -> str | None:
+    """Who holds the slide's lock (a live run), or ``None``."""
+    from histobatch.locking import SlideBusy, SlideLock
+
+    try:
+        SlideLock(out_dir, slide).acquire().release()
+    except SlideBusy as busy:
+        return f"being segmented by {busy.holder}"
+    except OSError:
+        return None
+    return None
 
 
 def write_cohort_tables(out_dir: str | Path, parquet: bool = True):

@@ -28,6 +28,10 @@ from histobatch.errors import HistobatchError
 logger = logging.getLogger(__name__)
 
 
+#: How long ``--cluster slurm`` waits for its first worker before giving up.
+WORKER_WAIT_S = 900
+
+
 @dataclass(frozen=True)
 class WorkerJob:
     """What a worker needs to compute tiles: the model, the device and the segment settings."""
@@ -65,7 +69,6 @@ def start_client(scheduler: str | None, cluster: str | None, device: str):
         ) from None
     if scheduler and cluster:
         raise HistobatchError("give either --scheduler or --cluster, not both")
-    gpu = device not in ("cpu",)
     if scheduler:
         try:
             return Client(scheduler, timeout="20s")
@@ -75,6 +78,9 @@ def start_client(scheduler: str | None, cluster: str | None, device: str):
     if count and not count.isdigit():
         raise HistobatchError(f"--cluster {cluster}: the worker count must be a number")
     if kind == "local":
+        from histobatch.device import resolve_device
+
+        gpu = resolve_device(device) != "cpu"  # this machine: "auto" means what it finds here
         workers = local_worker_count(cluster)
         local = LocalCluster(
             n_workers=workers,
@@ -135,10 +141,14 @@ class DaskTileRunner:
         self.client = client
         self.job = job
         self.tiles_per_task = tiles_per_task
-        workers = client.scheduler_info().get("workers", {})
+        self._count_workers()
+
+    def _count_workers(self) -> None:
+        """Workers come and go (SLURM jobs start late): recount before every slide."""
+        workers = self.client.scheduler_info().get("workers", {})
         self.n_workers = max(len(workers), 1)
         self.gpu = any("GPU" in w.get("resources", {}) for w in workers.values())
-        self.device_label = f"dask ({self.n_workers} workers, {job.device})"
+        self.device_label = f"dask ({self.n_workers} workers, {self.job.device})"
 
     def __call__(self, path, space, tiles, tiles_dir, slide_id: str, total: int) -> None:
         from distributed import as_completed
@@ -146,6 +156,7 @@ class DaskTileRunner:
 
         if not tiles:
             return
+        self._count_workers()
         size = self.tiles_per_task or max(
             self.job.settings.batch_size, math.ceil(len(tiles) / (4 * self.n_workers))
         )
@@ -220,7 +231,9 @@ def _worker_predictor(job: WorkerJob):
 
 
 def _worker_space(path: str, job: WorkerJob, model_mpp: float):
-    if _WORKER_STATE.get("slide_path") != path:
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns, job.settings.mpp, model_mpp)
+    if _WORKER_STATE.get("slide_key") != key:
         from histobatch.resample import ModelSpace
         from histobatch.slide import open_slide
 
@@ -228,5 +241,5 @@ def _worker_space(path: str, job: WorkerJob, model_mpp: float):
         if previous is not None:
             previous.close()
         slide = open_slide(path, mpp=job.settings.mpp)
-        _WORKER_STATE.update(slide=slide, slide_path=path, space=ModelSpace(slide, model_mpp))
+        _WORKER_STATE.update(slide=slide, slide_key=key, space=ModelSpace(slide, model_mpp))
     return _WORKER_STATE["space"]

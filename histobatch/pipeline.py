@@ -310,10 +310,8 @@ def _segment_locked(
         outputs = _assemble(work, tiles, grid, space, config, settings)
         timings["assemble_s"] = time.perf_counter() - t0
         if settings.geojson:
-            from histobatch.writers.geojson import GEOJSON_NAME, write_geojson
-
             t0 = time.perf_counter()
-            write_geojson(work / MASKS_NAME, work / TABLE_NAME, space.scale, work / GEOJSON_NAME)
+            _write_geojson(work, space.scale, path.name)
             timings["geojson_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -342,6 +340,7 @@ def _segment_locked(
             "dimensions": list(slide.dimensions),
             "mpp": slide.mpp,
             "mpp_source": slide.mpp_source,
+            "objective_power": slide.objective_power,
             "model_mpp": config.mpp,
             "read_level": space.level,
             "tissue_area_mm2": tissue_mm2,
@@ -378,6 +377,17 @@ def _segment_locked(
     _publish(work, final)
     logger.info("%s: %d nuclei in %.1f s -> %s", path.name, n, runtime, final)
     return SlideResult(path, slide_id, "done", final, n, runtime, timings=timings)
+
+
+def _write_geojson(folder: Path, scale: float, name: str) -> None:
+    """``nuclei.geojson``; a failure is reported (``histobatch export geojson`` can redo it)."""
+    from histobatch.writers.geojson import GEOJSON_NAME, write_geojson
+
+    try:
+        write_geojson(folder / MASKS_NAME, folder / TABLE_NAME, scale, folder / GEOJSON_NAME)
+    except Exception as exc:
+        logger.warning("%s: nuclei.geojson not written (%s: %s)", name, type(exc).__name__, exc)
+        logger.debug("traceback", exc_info=True)
 
 
 def _write_report(folder: Path, name: str) -> None:

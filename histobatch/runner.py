@@ -155,7 +155,7 @@ def segment_slides(
     if not paths:
         if run_files:
             _write_failures(out, results)
-            write_cohort_tables(out, parquet=False)
+            _refresh_cohort(out)
         return results
 
     run_tiles = client = None
@@ -171,8 +171,13 @@ def segment_slides(
         if local_workers and threads is None:  # share this machine's cores, no oversubscription
             threads = max(1, (os.cpu_count() or 1) // local_workers)
 
+        from histobatch.device import autocast_dtype
+
         model = load_model(model_path, device="cpu")  # here only for its config
         predictor = Predictor(model, "cpu", precision)
+        # What the workers compute in, for the summary and the resume fingerprint.
+        worker_device = "cuda" if device.startswith("cuda") else resolve_device(device)
+        predictor.dtype = autocast_dtype(worker_device, precision)
         client = start_client(scheduler, cluster, device)
         shared_model = str(model.path.resolve()) if model.path else model_path
         job = WorkerJob(shared_model, device, precision, settings, threads)
@@ -201,7 +206,7 @@ def segment_slides(
                 client.cluster.close()
     if run_files:
         _write_failures(out, results)
-        write_cohort_tables(out, parquet=False)
+        _refresh_cohort(out)
     return results
 
 
@@ -228,7 +233,7 @@ def _segment_each(paths, out, predictor, settings, slide_id, run_tiles, run_file
         result.runtime_s = result.runtime_s or time.perf_counter() - started
         results.append(result)
         if result.status == "done" and run_files:
-            write_cohort_tables(out, parquet=False)
+            _refresh_cohort(out)
 
 
 def _io_error_message(path: Path, out: Path, exc: OSError) -> str:
@@ -243,9 +248,40 @@ def _io_error_message(path: Path, out: Path, exc: OSError) -> str:
 
 
 def _write_failures(out: Path, results: list[SlideResult]) -> None:
-    failures = [{"slide": str(r.path), "error": r.error} for r in results if r.status == "failed"]
+    """Merge this run's failures into ``OUT/failures.json``.
+
+    Earlier failures stay listed until their slide is retried (by any run) or finished, so a rerun
+    of some slides, or a second run sharing the folder, never hides the others' failures.
+    """
+    import json
+
+    from histobatch.locking import waiting_lock
+    from histobatch.pipeline import is_finished
+
     path = out / FAILURES_NAME
-    if failures:
-        write_json_atomic(path, failures)
-    elif path.exists():
-        path.unlink()
+    tried = {str(r.path) for r in results}
+    with waiting_lock(out / ".failures.lock"):
+        try:
+            earlier = json.loads(path.read_text()) if path.is_file() else []
+        except ValueError:
+            earlier = []
+        failures = [
+            f
+            for f in earlier
+            if f.get("slide") not in tried and not is_finished(out / slide_id_of(f["slide"]))
+        ]
+        failures += [
+            {"slide": str(r.path), "error": r.error} for r in results if r.status == "failed"
+        ]
+        if failures:
+            write_json_atomic(path, failures)
+        elif path.exists():
+            path.unlink()
+
+
+def _refresh_cohort(out: Path) -> None:
+    """Rewrite ``cohort.csv``; a failure here is logged, never stops the batch."""
+    try:
+        write_cohort_tables(out, parquet=False)
+    except Exception as exc:
+        logger.error("%s: cohort.csv not updated (%s: %s)", out, type(exc).__name__, exc)

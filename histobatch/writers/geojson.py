@@ -139,5 +139,7 @@ def export_slide_folder(folder: str | Path, kind: str, out: str | Path | None = 
     if kind == "geojson":
         return target, write_geojson(masks, table, scale, target)
     if kind == "hovernet":
-        return target, write_hovernet_json(masks, table, scale, target, summary.get("objective"))
+        return target, write_hovernet_json(
+            masks, table, scale, target, summary.get("objective_power")
+        )
     raise HistobatchError(f"unknown export kind {kind!r}; use geojson or hovernet")

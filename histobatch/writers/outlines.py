@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Model pixels around a chunk: more than the radius of any nucleus (192 is the tiling margin).
-CROP_MARGIN = 96
+#: Model pixels around a chunk: the tiling margin, so any nucleus a tile could own fits.
+CROP_MARGIN = 192
 
 
 @dataclass
@@ -102,10 +102,10 @@ def iter_outlines(
         uniques = wanted
         boxes = ndimage.find_objects(local)
         for index in group:
-            position = np.searchsorted(uniques, ids[index])
-            if position >= len(uniques) or uniques[position] != ids[index]:
+            position = int(np.searchsorted(uniques, ids[index]))
+            box = boxes[position] if position < len(boxes) else None
+            if box is None:
                 continue  # no pixel in this crop (cannot happen for a stitched slide)
-            box = boxes[position]
             polygon = _trace(local[box] == position + 1)
             # Crop-local (row, col) -> model grid -> level-0 pixels.
             model_x = polygon[:, 1] + box[1].start + x0

@@ -19,6 +19,9 @@ def load_slides(config) -> dict:
     if isinstance(source, str) and source.endswith((".tsv", ".txt")):
         sheet = pd.read_csv(source, sep="\t", dtype={"slide_id": str, "path": str})
         validate(sheet, "../schemas/samples.schema.yaml")
+        repeated = sorted(set(sheet.slide_id[sheet.slide_id.duplicated()]))
+        if repeated:
+            raise ValueError(f"{source}: slide_id repeated: {', '.join(repeated)}")
         slides = {}
         for row in sheet.itertuples():
             path = Path(row.path)
@@ -31,7 +34,13 @@ def load_slides(config) -> dict:
     slides = {}
     for pattern in patterns:
         for path in sorted(glob.glob(pattern)):
-            slides.setdefault(slide_id_of(path), {"path": path, "mpp": None})
+            slide_id = slide_id_of(path)
+            if slide_id in slides and slides[slide_id]["path"] != path:
+                raise ValueError(
+                    f"{path} and {slides[slide_id]['path']} would both be slide '{slide_id}'; "
+                    "rename one or use a sample sheet with distinct slide_id values"
+                )
+            slides[slide_id] = {"path": path, "mpp": None}
     return slides
 
 

@@ -340,3 +340,19 @@ def test_max_memory_backpressure_still_finishes(good_slide, tmp_path, tiny_model
     assert result.exit_code == 0, result.output
     assert "above --max-memory" in result.output
     assert _digest(out / "good") == _digest(reference / "good")
+
+
+def test_failures_stay_listed_until_their_slide_is_retried(tmp_path, tiny_model_dir):
+    good_image, _ = make_disc_image(300, 260, 10, seed=4)
+    first = write_pyramidal_tiff(tmp_path / "first.tiff", good_image, mpp=None)
+    second = write_pyramidal_tiff(tmp_path / "second.tiff", good_image, mpp=None)
+    out = tmp_path / "out"
+    base = ["segment", "-o", str(out), "--model", str(tiny_model_dir), *FAST]
+    CliRunner().invoke(cli, [*base, str(first), str(second)])  # both fail: no µm/px
+    assert len(json.loads((out / "failures.json").read_text())) == 2
+    retried = CliRunner().invoke(cli, [*base, str(first), "--mpp", "0.25"])
+    assert retried.exit_code == 0, retried.output
+    failures = json.loads((out / "failures.json").read_text())
+    assert [f["slide"] for f in failures] == [str(second)]  # the other failure is still listed
+    cohort = pd.read_csv(out / "cohort.csv").set_index("slide")
+    assert cohort.loc["first", "status"] == "done" and cohort.loc["second", "status"] == "failed"
