@@ -162,6 +162,7 @@ class DaskTileRunner:
         )
         chunks = [tiles[i : i + size] for i in range(0, len(tiles), size)]
         resources = {"GPU": 1} if self.gpu and self.job.device != "cpu" else None
+        normalizer = getattr(space, "normalizer", None)  # a stain-normalised slide
         futures = [
             self.client.submit(
                 run_tile_chunk,
@@ -169,6 +170,7 @@ class DaskTileRunner:
                 chunk,
                 str(Path(tiles_dir).resolve()),
                 self.job,
+                normalizer,
                 pure=False,
                 resources=resources,
             )
@@ -197,7 +199,7 @@ _WORKER_STATE: dict[str, Any] = {}
 _WORKER_LOCK = threading.Lock()
 
 
-def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob) -> int:
+def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob, normalizer=None) -> int:
     """On a worker: compute ``tiles`` of the slide at ``path`` and spill them to ``tiles_dir``.
 
     The model and the open slide are kept between calls in the worker process.
@@ -207,6 +209,10 @@ def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob) -> in
     with _WORKER_LOCK:
         predictor = _worker_predictor(job)
         space = _worker_space(path, job, predictor.model.config.mpp)
+        if normalizer is not None:
+            from histobatch.stain import StainNormalizedSpace
+
+            space = StainNormalizedSpace(space, normalizer)
         settings = replace(job.settings, progress=False)
         name = Path(path).name
         _run_tiles(space, tiles, predictor, settings, Path(tiles_dir), name, len(tiles))

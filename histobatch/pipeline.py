@@ -66,6 +66,9 @@ class SegmentSettings:
         Also write ``nuclei.geojson`` (QuPath detections, level-0 pixels).
     report
         Write ``report.html`` (overview, crops, charts, warnings) for the slide.
+    stain_norm, stain_target
+        Normalise every tile's stain to the target image with TIAToolbox (``macenko``,
+        ``vahadane``, ``ruifrok`` or ``reinhard``); see :mod:`histobatch.stain`.
     progress
         Show a progress bar per slide.
     """
@@ -82,6 +85,8 @@ class SegmentSettings:
     max_memory_gb: float | None = None
     geojson: bool = False
     report: bool = True
+    stain_norm: str | None = None
+    stain_target: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -96,6 +101,8 @@ class SegmentSettings:
             raise HistobatchError("--batch-size must be at least 1")
         if self.max_memory_gb is not None and self.max_memory_gb <= 0:
             raise HistobatchError(f"--max-memory must be positive (GB), got {self.max_memory_gb}")
+        if (self.stain_norm is None) != (self.stain_target is None):
+            raise HistobatchError("--stain-norm and --stain-target go together; give both")
         if self.readers < 1 or self.post_workers < 1:
             raise HistobatchError("--readers and --post-workers must be at least 1")
         if self.mpp is not None:
@@ -215,6 +222,8 @@ def run_fingerprint(predictor, settings: SegmentSettings) -> dict[str, Any]:
         "margin": settings.margin,
         "mpp": settings.mpp,
         "all_tiles": settings.all_tiles,
+        "stain_norm": settings.stain_norm,
+        "stain_target": settings.stain_target,
         "precision": str(predictor.dtype),
         "histobatch_version": __version__,
     }
@@ -264,6 +273,13 @@ def _segment_locked(
         from histobatch.report import stain_check
 
         stain = stain_check(tissue.thumbnail, tissue.mask)
+        tile_space = space
+        if settings.stain_norm:
+            from histobatch.stain import StainNormalizedSpace, slide_normalizer, tissue_pixels
+
+            normalizer = slide_normalizer(settings.stain_norm, settings.stain_target)
+            normalizer.fit_source(tissue_pixels(tissue.thumbnail, tissue.mask))
+            tile_space = StainNormalizedSpace(space, normalizer)
         grid = TileGrid(
             space.width, space.height, settings.tile_size - 2 * settings.margin, settings.margin
         )
@@ -301,9 +317,9 @@ def _segment_locked(
             )
         t0 = time.perf_counter()
         if run_tiles is None:
-            _run_tiles(space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
+            _run_tiles(tile_space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
         else:
-            run_tiles(path, space, pending, tiles_dir, slide_id, len(tiles))
+            run_tiles(path, tile_space, pending, tiles_dir, slide_id, len(tiles))
         timings["tiles_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -345,6 +361,11 @@ def _segment_locked(
             "read_level": space.level,
             "tissue_area_mm2": tissue_mm2,
             "stain": stain,
+            "stain_norm": (
+                {"method": settings.stain_norm, "target": settings.stain_target}
+                if settings.stain_norm
+                else None
+            ),
             "nucleus_count": n,
             "nucleus_density_per_mm2": n / tissue_mm2 if tissue_mm2 > 0 else 0.0,
             "types": type_statistics(

@@ -158,6 +158,10 @@ def segment_slides(
             _refresh_cohort(out)
         return results
 
+    if settings.stain_norm:  # fail fast (TIAToolbox missing, bad target) before any slide
+        from histobatch.stain import slide_normalizer
+
+        slide_normalizer(settings.stain_norm, settings.stain_target)
     run_tiles = client = None
     if scheduler or cluster:
         from histobatch.distributed import (

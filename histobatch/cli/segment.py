@@ -57,6 +57,18 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option("--csv", is_flag=True, help="Also write nuclei.csv next to nuclei.parquet.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html per slide.")
 @click.option(
+    "--stain-norm",
+    type=click.Choice(["macenko", "vahadane", "ruifrok", "reinhard"], case_sensitive=False),
+    default=None,
+    help="Normalise the stain to --stain-target with TIAToolbox (optional extra).",
+)
+@click.option(
+    "--stain-target",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Reference H&E image (PNG/JPEG/TIFF) for --stain-norm.",
+)
+@click.option(
     "--geojson", is_flag=True, help="Also write nuclei.geojson (QuPath detections with classes)."
 )
 @click.option(
@@ -112,6 +124,8 @@ def segment(
     overwrite,
     csv,
     no_report,
+    stain_norm,
+    stain_target,
     geojson,
     all_tiles,
     max_memory,
@@ -143,6 +157,8 @@ def segment(
         csv=csv,
         geojson=geojson,
         report=not no_report,
+        stain_norm=stain_norm,
+        stain_target=stain_target,
         all_tiles=all_tiles,
         max_memory_gb=max_memory,
         progress=not no_progress and sys.stderr.isatty(),
