@@ -33,6 +33,26 @@ def _coordinates(polygon: np.ndarray) -> list[list[float]]:
     return np.round(polygon, 2).tolist()
 
 
+def _write_streamed(out: Path, opening: str, closing: str, pieces) -> int:
+    """Write ``opening``, the JSON ``pieces`` separated by commas, ``closing``; return the count.
+
+    Under a temporary name renamed when complete, so a reader never sees half a file.
+    """
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
+    count = 0
+    try:
+        with _open_text(temporary) as handle:
+            handle.write(opening)
+            for piece in pieces:
+                handle.write(("" if count == 0 else ",\n") + piece)
+                count += 1
+            handle.write(closing)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return count
+
+
 def write_geojson(
     masks_path: str | Path, table_path: str | Path, scale: float, out: str | Path
 ) -> int:
@@ -42,38 +62,32 @@ def write_geojson(
     ``properties.classification = {name, color}`` and ``properties.measurements`` (area in µm²,
     type probability), plus the table ``id``.
     """
-    out = Path(out)
     names, colors = label_classes(masks_path)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
-    count = 0
-    try:
-        with _open_text(temporary) as handle:
-            handle.write('{"type": "FeatureCollection", "features": [\n')
-            for outline in iter_outlines(masks_path, table_path, scale):
-                feature = {
-                    "type": "Feature",
-                    "id": f"nucleus-{outline.id}",
-                    "geometry": {"type": "Polygon", "coordinates": [_coordinates(outline.polygon)]},
-                    "properties": {
-                        "objectType": "detection",
-                        "classification": {
-                            "name": names.get(outline.type_id, outline.type_name),
-                            "color": colors.get(outline.type_id, [128, 128, 128]),
-                        },
-                        "measurements": {
-                            "area_um2": round(outline.area_um2, 3),
-                            "type_prob": round(outline.type_prob, 4),
-                        },
-                        "nucleus_id": outline.id,
+
+    def feature(outline) -> str:
+        return json.dumps(
+            {
+                "type": "Feature",
+                "id": f"nucleus-{outline.id}",
+                "geometry": {"type": "Polygon", "coordinates": [_coordinates(outline.polygon)]},
+                "properties": {
+                    "objectType": "detection",
+                    "classification": {
+                        "name": names.get(outline.type_id, outline.type_name),
+                        "color": colors.get(outline.type_id, [128, 128, 128]),
                     },
-                }
-                handle.write(("" if count == 0 else ",\n") + json.dumps(feature))
-                count += 1
-            handle.write("\n]}\n")
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return count
+                    "measurements": {
+                        "area_um2": round(outline.area_um2, 3),
+                        "type_prob": round(outline.type_prob, 4),
+                    },
+                    "nucleus_id": outline.id,
+                },
+            }
+        )
+
+    outlines = iter_outlines(masks_path, table_path, scale)
+    opening = '{"type": "FeatureCollection", "features": [\n'
+    return _write_streamed(Path(out), opening, "\n]}\n", map(feature, outlines))
 
 
 def write_hovernet_json(
@@ -86,31 +100,23 @@ def write_hovernet_json(
     """Write HoVer-Net's output layout ``{"mag", "nuc": {id: {bbox, centroid, contour, type,
     type_prob}}}`` (``bbox`` as ``[[row_min, col_min], [row_max, col_max]]``); return the count.
     """
-    out = Path(out)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
-    count = 0
-    try:
-        with _open_text(temporary) as handle:
-            handle.write('{"mag": ' + json.dumps(magnification) + ', "nuc": {\n')
-            for outline in iter_outlines(masks_path, table_path, scale):
-                polygon = outline.polygon[:-1]
-                low = np.floor(polygon.min(0)).astype(int)
-                high = np.ceil(polygon.max(0)).astype(int)
-                record = {
-                    "bbox": [[int(low[1]), int(low[0])], [int(high[1]), int(high[0])]],
-                    "centroid": [round(outline.centroid[0], 2), round(outline.centroid[1], 2)],
-                    "contour": _coordinates(polygon),
-                    "type": outline.type_id,
-                    "type_prob": round(outline.type_prob, 4),
-                }
-                prefix = "" if count == 0 else ",\n"
-                handle.write(f'{prefix}"{outline.id}": ' + json.dumps(record))
-                count += 1
-            handle.write("\n}}\n")
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return count
+
+    def record(outline) -> str:
+        polygon = outline.polygon[:-1]
+        low = np.floor(polygon.min(0)).astype(int)
+        high = np.ceil(polygon.max(0)).astype(int)
+        body = {
+            "bbox": [[int(low[1]), int(low[0])], [int(high[1]), int(high[0])]],
+            "centroid": [round(outline.centroid[0], 2), round(outline.centroid[1], 2)],
+            "contour": _coordinates(polygon),
+            "type": outline.type_id,
+            "type_prob": round(outline.type_prob, 4),
+        }
+        return f'"{outline.id}": ' + json.dumps(body)
+
+    outlines = iter_outlines(masks_path, table_path, scale)
+    opening = '{"mag": ' + json.dumps(magnification) + ', "nuc": {\n'
+    return _write_streamed(Path(out), opening, "\n}}\n", map(record, outlines))
 
 
 def export_slide_folder(folder: str | Path, kind: str, out: str | Path | None = None, gz=False):
