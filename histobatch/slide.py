@@ -178,6 +178,66 @@ def _openslide_mpp(properties: dict[str, str]) -> float | None:
     return None
 
 
+#: Suffixes TIAToolbox reads as pyramids where OpenSlide cannot (OME-TIFF, JPEG 2000, OME-Zarr).
+TIATOOLBOX_SUFFIXES = (".ome.tif", ".ome.tiff", ".jp2", ".zarr")
+
+
+class _TiaToolboxHandle:
+    """TIAToolbox's ``WSIReader`` behind the part of OpenSlide's API that :class:`Slide` uses."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+        info = reader.info
+        self.level_dimensions = [tuple(map(int, d)) for d in info.level_dimensions]
+        self.level_downsamples = [float(d) for d in info.level_downsamples]
+        vendor = info.vendor if info.vendor not in (None, "None") else type(reader).__name__
+        self.properties = {"openslide.vendor": f"tiatoolbox:{vendor}"}
+        if info.mpp is not None:
+            self.properties["openslide.mpp-x"] = str(float(info.mpp[0]))
+            self.properties["openslide.mpp-y"] = str(float(info.mpp[1]))
+        if info.objective_power:
+            self.properties["openslide.objective-power"] = str(info.objective_power)
+        self.associated_images: dict = {}
+
+    def read_region(self, location, level: int, size):
+        rgb = self.reader.read_rect(
+            location,
+            size,
+            resolution=level,
+            units="level",
+            pad_mode="constant",
+            pad_constant_values=255,
+        )
+        rgb = np.asarray(rgb)[..., :3]
+        alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+        return np.concatenate([rgb, alpha], axis=2)
+
+    def close(self) -> None:
+        closer = getattr(self.reader, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _tiatoolbox_handle(path: Path):
+    """A TIAToolbox reader for formats OpenSlide lacks, when the extra is installed, else None."""
+    if not path.name.lower().endswith(TIATOOLBOX_SUFFIXES):
+        return None
+    try:
+        from tiatoolbox.wsicore.wsireader import WSIReader
+    except ImportError:
+        logger.info(
+            "%s: read without its pyramid or µm/px metadata; pip install "
+            "'histobatch[tiatoolbox]' reads it fully",
+            path.name,
+        )
+        return None
+    try:
+        return _TiaToolboxHandle(WSIReader.open(path))
+    except Exception as exc:  # TIAToolbox raises many kinds for files it cannot read
+        logger.debug("%s: TIAToolbox cannot read it either (%s)", path.name, exc)
+        return None
+
+
 def _open_plain_image(path: Path) -> tuple[np.ndarray, float | None]:
     """Read a plain image with Pillow (or tifffile) and its µm/px from resolution tags."""
     from PIL import Image, UnidentifiedImageError
@@ -240,14 +300,17 @@ def open_slide(path: str | Path, mpp: float | None = None, require_mpp: bool = T
     if path.stat().st_size == 0:
         raise SlideError("empty file (0 bytes); copy the slide again", path)
 
-    handle = None
     array = None
-    try:
-        handle = openslide.OpenSlide(str(path))
-    except openslide.OpenSlideUnsupportedFormatError:
-        handle = None
-    except openslide.OpenSlideError as exc:
-        raise SlideError(f"corrupt or truncated slide: {exc}", path) from None
+    # OME-TIFF / JPEG 2000 / OME-Zarr: TIAToolbox (optional extra) reads their pyramids and µm/px,
+    # where OpenSlide sees at most a single-level generic TIFF.
+    handle = _tiatoolbox_handle(path)
+    if handle is None:
+        try:
+            handle = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            handle = None
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"corrupt or truncated slide: {exc}", path) from None
 
     if handle is not None:
         properties = dict(handle.properties)

@@ -1,4 +1,4 @@
-"""--stain-norm: TIAToolbox's normalisers with the slide's stain fixed once (tile-invariant).
+"""The optional TIAToolbox extra: --stain-norm (slide stain fixed once) and OME-TIFF pyramids.
 
 CI's environment has no TIAToolbox (its pins conflict with the core install): there the test
 checks the one-line install hint; in an environment with ``histobatch[tiatoolbox]`` the others run.
@@ -80,3 +80,44 @@ def test_segment_with_stain_norm(slide_and_target, tmp_path, tiny_model_dir):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "slide" / "summary.json").read_text())
     assert summary["stain_norm"] == {"method": "macenko", "target": str(target)}
+
+
+def _ome_tiff(path, image, mpp: float = 0.25):
+    """A pyramidal OME-TIFF (SubIFDs) with µm/px in its OME metadata: OpenSlide sees one level."""
+    import tifffile
+
+    metadata = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp}
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(image, subifds=2, tile=(256, 256), photometric="rgb", metadata=metadata)
+        for level in (1, 2):
+            step = 2**level
+            tif.write(image[::step, ::step], tile=(256, 256), photometric="rgb", subfiletype=1)
+    return path
+
+
+@pytest.mark.skipif(not HAS_TIATOOLBOX, reason="needs histobatch[tiatoolbox] (own environment)")
+def test_ome_tiff_pyramid_and_mpp_through_tiatoolbox(tmp_path, tiny_model_dir):
+    from histobatch.slide import open_slide
+
+    image, _ = make_disc_image(1200, 1000, 60, seed=3)
+    path = _ome_tiff(tmp_path / "pyramid.ome.tiff", image)
+    with open_slide(path) as slide:
+        assert slide.format.startswith("tiatoolbox:")
+        assert slide.level_dimensions == [(1200, 1000), (600, 500), (300, 250)]
+        assert slide.mpp == pytest.approx(0.25) and slide.mpp_source == "metadata"
+        expected = image[::2, ::2][120:168, 100:164]
+        assert np.array_equal(slide.read_region(1, 100, 120, 64, 48), expected)
+        assert slide.read_region(0, -10, -10, 5, 5).min() == 255  # outside: white
+    args = ["segment", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]
+    result = CliRunner().invoke(cli, [*args, "--tile-size", "256", "--margin", "32"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "pyramid" / "summary.json").is_file()
+
+
+@pytest.mark.skipif(HAS_TIATOOLBOX, reason="TIAToolbox is installed here")
+def test_ome_tiff_without_tiatoolbox_asks_for_mpp(tmp_path, tiny_model_dir):
+    image, _ = make_disc_image(600, 500, 10, seed=3)
+    path = _ome_tiff(tmp_path / "pyramid.ome.tiff", image)
+    args = ["segment", str(path), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "pass --mpp" in result.output
