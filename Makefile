@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint evaluate train clean
+.PHONY: install demo test lint evaluate train clean bench-data
 
 # Real data (read-only) for training and evaluation; see ../shared/data/README.md.
 DATA ?= ../shared/data
@@ -46,3 +46,10 @@ lint: install
 
 clean:
 	rm -rf results .pytest_cache
+
+# Real data the benchmarks need, copied into the ignored bench/work/data (for a machine without
+# ../shared, e.g. a lent GPU machine: pass bench/work/data in its carry list).
+bench-data:
+	mkdir -p bench/work/data/slides bench/work/data/consep4/train
+	cp $(DATA)/slides/cmu-1-small-region.svs bench/work/data/slides/
+	cp -r $(DATA)/consep4/train/Images bench/work/data/consep4/train/

@@ -32,20 +32,24 @@ sys.path.insert(0, str(HERE))
 DATA = Path(os.environ.get("HISTOBATCH_DATA", HERE.parent.parent / "shared" / "data"))
 
 
-def model_only(model: str, tile: int, batch: int, precision: str, repeats: int) -> float:
+def model_only(
+    model: str, tile: int, batch: int, precision: str, repeats: int, device: str
+) -> float:
     """Megapixels per second of the Predictor on random in-memory batches of tiles."""
-    from histobatch.device import configure_threads
+    from histobatch.device import configure_threads, resolve_device
     from histobatch.inference import Predictor
     from histobatch.model import load_model
 
-    configure_threads(None)
-    predictor = Predictor(load_model(model, "cpu"), "cpu", precision)
+    device = resolve_device(device)
+    if device == "cpu":
+        configure_threads(None)
+    predictor = Predictor(load_model(model, device), device, precision)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (batch, tile, tile, 3), dtype=np.uint8)
-    predictor(pixels)  # warm-up
+    predictor(pixels)  # warm-up (and CUDA kernel selection)
     started = time.perf_counter()
     for _ in range(repeats):
-        predictor(pixels)
+        predictor(pixels)  # returns numpy: includes the copy back from the device
     seconds = (time.perf_counter() - started) / repeats
     return batch * tile * tile / 1e6 / seconds
 
@@ -68,14 +72,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="histobatch-efficiency-"))
     slides = [DATA / "slides" / "cmu-1-small-region.svs"]
     slides.append(write_mosaic(work / "mosaic.tiff", args.mosaic_base, crops()))
     extra = ["--tile-size", str(args.tile_size), "--batch-size", str(args.batch_size)]
-    extra += ["--precision", args.precision]
-    limit = model_only(args.model, args.tile_size, args.batch_size, args.precision, args.repeats)
+    extra += ["--precision", args.precision, "--device", args.device]
+    limit = model_only(
+        args.model, args.tile_size, args.batch_size, args.precision, args.repeats, args.device
+    )
     rows = []
     for slide in slides:
         summary = segment(slide, work / "out", args.model, extra)
@@ -90,7 +97,7 @@ def main() -> None:
         "",
         f"Machine: {os.cpu_count()} cores, {platform.system()}, "
         f"Python {platform.python_version()}; model {args.model}, tile {args.tile_size}, "
-        f"batch {args.batch_size}, precision {args.precision}, CPU.",
+        f"batch {args.batch_size}, precision {args.precision}, device {args.device}.",
         "",
         "| slide | tissue Mpx (model grid) | s | Mpx/s | where the time went (s) |",
         "|---|---|---|---|---|",

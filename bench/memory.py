@@ -99,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=int, default=16, help="crops per side of the 1x mosaic")
     parser.add_argument("--model", default="default")
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     tiles = crops()
@@ -108,7 +109,8 @@ def main() -> None:
         side = args.base * int(round(factor**0.5))
         slide = write_mosaic(work / f"mosaic_{factor}x.tiff", side, tiles)
         command = [sys.executable, "-m", "histobatch", "-q", "segment", str(slide)]
-        command += ["-o", str(work / "out"), "--model", args.model, "--no-progress", "--no-report"]
+        command += ["-o", str(work / "out"), "--model", args.model, "--device", args.device]
+        command += ["--no-progress", "--no-report"]
         wall, rss = peak_rss_of(command)
         megapixels = (side * CROP) ** 2 / 1e6
         rows.append((factor, side * CROP, megapixels, wall, rss))
