@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-DATA = Path(os.environ.get("HISTOBATCH_DATA", HERE.parent.parent / "shared" / "data"))
 
 
 def model_only(
@@ -64,6 +57,7 @@ def segment(slide: Path, out: Path, model: str, extra: list[str]) -> dict:
 
 def main() -> None:
     from memory import crops, write_mosaic
+    from results import DATA, publish
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -92,32 +86,26 @@ def main() -> None:
         rows.append((slide.name, tissue_mpx, seconds, throughput, summary["timings_s"]))
         print(f"{slide.name}: {throughput:.2f} Mpx/s vs model {limit:.2f}", file=sys.stderr)
     total = sum(r[1] for r in rows) / sum(r[2] for r in rows)
-    lines = [
-        f"### Pipeline efficiency, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: {os.cpu_count()} cores, {platform.system()}, "
-        f"Python {platform.python_version()}; model {args.model}, tile {args.tile_size}, "
-        f"batch {args.batch_size}, precision {args.precision}, device {args.device}.",
-        "",
+    table = [
         "| slide | tissue Mpx (model grid) | s | Mpx/s | where the time went (s) |",
         "|---|---|---|---|---|",
     ]
     for name, mpx, seconds, throughput, timings in rows:
         spent = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in timings.items())
-        lines.append(f"| {name} | {mpx:.1f} | {seconds:.1f} | {throughput:.2f} | {spent} |")
-    lines += [
+        table.append(f"| {name} | {mpx:.1f} | {seconds:.1f} | {throughput:.2f} | {spent} |")
+    table += [
         "",
         "| metric | value |",
         "|---|---|",
         f"| model_only_mpx_per_s | {limit:.2f} |",
         f"| pipeline_mpx_per_s | {total:.2f} |",
         f"| efficiency | {total / limit:.2f} |",
-        "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    with open(HERE / "RESULTS.md", "a") as results:
-        results.write("\n" + text)
+    setup = (
+        f"Model {args.model}, tile {args.tile_size}, batch {args.batch_size}, "
+        f"precision {args.precision}, device {args.device}."
+    )
+    publish("Pipeline efficiency", setup, table)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,16 @@ to bench/RESULTS.md with the machine and the date.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from results import DATA, publish
 
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("HISTOBATCH_DATA", HERE.parent.parent / "shared" / "data"))
 CROP = 256
 MPP = 0.25
 
@@ -116,26 +113,13 @@ def main() -> None:
         rows.append((factor, side * CROP, megapixels, wall, rss))
         print(f"{factor}x: {side * CROP}² px, {wall:.1f} s, peak RSS {rss:.0f} MB", file=sys.stderr)
 
-    import platform
-
-    ratio = rows[-1][4] / rows[0][4]
-    lines = [
-        f"### Memory scaling, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: {os.cpu_count()} cores, {platform.system()}, "
-        f"Python {platform.python_version()}; mosaics of consep4 crops at {MPP} µm/px, "
-        f"model {args.model}.",
-        "",
-        "| mosaic | level-0 px | Mpx | wall s | peak RSS MB |",
-        "|---|---|---|---|---|",
-    ]
+    table = ["| mosaic | level-0 px | Mpx | wall s | peak RSS MB |", "|---|---|---|---|---|"]
     for factor, size, megapixels, wall, rss in rows:
-        lines.append(f"| {factor}x | {size}² | {megapixels:.0f} | {wall:.1f} | {rss:.0f} |")
-    lines += ["", "| metric | value |", "|---|---|", f"| rss_16x_over_1x | {ratio:.2f} |", ""]
-    text = "\n".join(lines)
-    print(text)
-    with open(HERE / "RESULTS.md", "a") as results:
-        results.write("\n" + text)
+        table.append(f"| {factor}x | {size}² | {megapixels:.0f} | {wall:.1f} | {rss:.0f} |")
+    ratio = rows[-1][4] / rows[0][4]
+    table += ["", "| metric | value |", "|---|---|", f"| rss_16x_over_1x | {ratio:.2f} |"]
+    setup = f"Mosaics of consep4 crops at {MPP} µm/px, model {args.model}, device {args.device}."
+    publish("Memory scaling", setup, table)
 
 
 if __name__ == "__main__":

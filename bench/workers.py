@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("HISTOBATCH_DATA", HERE.parent.parent / "shared" / "data"))
+from results import DATA, publish
 
 
 def run(slides: list[Path], out: Path, extra: list[str], model: str) -> float:
@@ -41,24 +36,6 @@ def table_hash(out: Path) -> str:
     for path in sorted(out.glob("*/nuclei.parquet")):
         digest.update(pd.read_parquet(path).to_csv(index=False).encode())
     return digest.hexdigest()[:12]
-
-
-def machine() -> str:
-    import torch
-
-    cpu = "?"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {platform.system()}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
-    )
 
 
 def main() -> None:
@@ -90,22 +67,13 @@ def main() -> None:
         if 1 in args.workers
         else results[0][1]
     )
-    lines = [
-        f"### Dask workers, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: {machine()}. Slides: {', '.join(p.name for p in slides)}; model {args.model}.",
-        "",
-        "| run | wall s | speed-up vs 1 worker | table hash |",
-        "|---|---|---|---|",
-    ]
+    table = ["| run | wall s | speed-up vs 1 worker | table hash |", "|---|---|---|---|"]
     for label, seconds, digest in results:
-        lines.append(f"| {label} | {seconds:.1f} | {base / seconds:.2f} | {digest} |")
+        table.append(f"| {label} | {seconds:.1f} | {base / seconds:.2f} | {digest} |")
     identical = len({digest for _, _, digest in results}) == 1
-    lines += ["", f"Tables identical across runs: {'yes' if identical else 'NO'}.", ""]
-    text = "\n".join(lines)
-    print(text)
-    with open(HERE / "RESULTS.md", "a") as results_file:
-        results_file.write("\n" + text)
+    table += ["", f"Tables identical across runs: {'yes' if identical else 'NO'}."]
+    slide_names = ", ".join(p.name for p in slides)
+    publish("Dask workers", f"Slides: {slide_names}; model {args.model}.", table)
     shutil.rmtree(work, ignore_errors=True)
     if not identical:
         sys.exit("tables differ between runs")
