@@ -98,7 +98,9 @@ def _page(title: str, subtitle: str, sections: list[str]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from histobatch.stats import temporary_name
+
+    temporary = temporary_name(path)
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
