@@ -9,6 +9,7 @@ built in ``OUT/.<slide id>.partial/`` and renamed into place when complete, so a
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -31,6 +32,10 @@ TABLE_NAME = "nuclei.parquet"
 MASKS_NAME = "masks.ome.zarr"
 OVERVIEW_NAME = "overview.png"
 FINGERPRINT_NAME = "run.json"
+#: A tile is run when its core, grown by this much, touches tissue: one tissue-mask pixel
+#: (8 µm) plus the largest nucleus radius, so that nuclei on the tissue's edge keep their owner
+#: without running the model on cores that only a wide margin brings near tissue.
+TISSUE_PAD_UM = 24.0
 
 
 @dataclass
@@ -287,7 +292,8 @@ def _segment_locked(
         if settings.all_tiles:
             tiles = grid.tiles()
         else:
-            tiles = grid.tiles_on_mask(tissue.mask, mask_scale, pad=settings.margin)
+            pad = math.ceil(TISSUE_PAD_UM / config.mpp)
+            tiles = grid.tiles_on_mask(tissue.mask, mask_scale, pad=pad)
         timings["tissue_s"] = time.perf_counter() - t0
         logger.info(
             "%s: %dx%d px at %.3f µm/px (%s) -> model grid %dx%d at %.3f µm/px (level %d); "
@@ -317,7 +323,10 @@ def _segment_locked(
             )
         t0 = time.perf_counter()
         if run_tiles is None:
-            _run_tiles(tile_space, pending, predictor, settings, tiles_dir, slide_id, len(tiles))
+            spent = _run_tiles(
+                tile_space, pending, predictor, settings, tiles_dir, slide_id, len(tiles)
+            )
+            timings.update(spent)
         else:
             run_tiles(path, tile_space, pending, tiles_dir, slide_id, len(tiles))
         timings["tiles_s"] = time.perf_counter() - t0
@@ -429,23 +438,41 @@ def _publish(work: Path, final: Path) -> None:
     os.replace(work, final)
 
 
-def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) -> None:
-    """Read, predict and post-process tiles; each finished tile is spilled to ``tiles_dir``."""
+def _run_tiles(
+    space, tiles, predictor, settings, tiles_dir, slide_id, total
+) -> dict[str, float]:
+    """Read, predict and post-process tiles; each finished tile is spilled to ``tiles_dir``.
+
+    Returns
+    -------
+    dict
+        Where the time went, in seconds: ``read_wait_s`` (the model waiting for pixels),
+        ``model_s`` (forward passes), ``post_wait_s`` (the model waiting for post-processing to
+        catch up) and ``post_s`` (post-processing and spilling, summed over its threads; it
+        overlaps the model).
+    """
+    import threading
+
     from tqdm import tqdm
 
     from histobatch.inference import read_ahead
     from histobatch.memory import rss_bytes
     from histobatch.stitch import owned_nuclei, save_tile
 
+    spent = {"read_wait_s": 0.0, "model_s": 0.0, "post_wait_s": 0.0, "post_s": 0.0}
     if not tiles:
-        return
+        return {}
     tiles_dir.mkdir(parents=True, exist_ok=True)
     post_settings = predictor.model.config.postprocess
     image_size = (space.width, space.height)
+    post_lock = threading.Lock()
 
     def finish(tile, maps):
+        started = time.perf_counter()
         nuclei = owned_nuclei(tile, maps, post_settings, image_size)
         save_tile(nuclei, tiles_dir, tile.key)
+        with post_lock:
+            spent["post_s"] += time.perf_counter() - started
         return nuclei.count
 
     def read(tile):
@@ -464,8 +491,17 @@ def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) ->
     warned = False
     with ThreadPoolExecutor(max_workers=settings.post_workers, thread_name_prefix="post") as pool:
         in_flight: deque = deque()
-        for batch_tiles, pixels in read_ahead(tiles, read, settings.batch_size, settings.readers):
+        batches = read_ahead(tiles, read, settings.batch_size, settings.readers)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            spent["read_wait_s"] += time.perf_counter() - started
+            if batch is None:
+                break
+            batch_tiles, pixels = batch
+            started = time.perf_counter()
             maps = predictor(pixels)
+            spent["model_s"] += time.perf_counter() - started
             for tile, tile_maps in zip(batch_tiles, maps, strict=True):
                 in_flight.append(pool.submit(finish, tile, tile_maps))
             del maps, pixels
@@ -481,15 +517,20 @@ def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) ->
                         limit / 1e9,
                     )
                     warned = True
+            started = time.perf_counter()
             while len(in_flight) > keep:
                 found += in_flight.popleft().result()
                 bar.update(1)
                 bar.set_postfix(nuclei=found)
+            spent["post_wait_s"] += time.perf_counter() - started
+        started = time.perf_counter()
         while in_flight:
             found += in_flight.popleft().result()
             bar.update(1)
             bar.set_postfix(nuclei=found)
+        spent["post_wait_s"] += time.perf_counter() - started
     bar.close()
+    return spent
 
 
 def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.ndarray]:

@@ -123,8 +123,8 @@ def instance_types(labels: np.ndarray, tp_prob: np.ndarray) -> tuple[np.ndarray,
     inside = labels > 0
     lab = labels[inside]
     pixel_class = tp_prob[:, inside].argmax(axis=0)
-    votes = np.zeros((n + 1, n_classes), np.int64)
-    np.add.at(votes, (lab, pixel_class), 1)
+    votes = np.bincount(lab * n_classes + pixel_class, minlength=(n + 1) * n_classes)
+    votes = votes.reshape(n + 1, n_classes)
     prob_sums = np.stack(
         [np.bincount(lab, weights=tp_prob[c][inside], minlength=n + 1) for c in range(n_classes)],
         axis=1,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from skimage.measure import regionprops
 
+from histobatch.measure import label_centroids, measure_labels
 from histobatch.model import PostprocessConfig
 from histobatch.postprocess import instances_from_maps
 from histobatch.tiling import Tile
@@ -78,27 +78,28 @@ def owned_nuclei(
         np_prob[:, ~valid_x] = 0
     found = instances_from_maps(np_prob, maps[1], maps[2:], settings)
     labels = found.labels
-    props = regionprops(labels)
-    keep = []
-    for prop in props:
-        cy, cx = prop.centroid
-        gx, gy = cx + rx, cy + ry
-        if tile.x <= gx < tile.x + tile.width and tile.y <= gy < tile.y + tile.height:
-            keep.append((gy, gx, prop))
-    keep.sort(key=lambda item: (item[0], item[1]))
-    table = {name: np.zeros(len(keep), np.float64) for name in MEASUREMENTS}
-    table["type_id"] = np.zeros(len(keep), np.int64)
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
-    for i, (gy, gx, prop) in enumerate(keep):
-        lut[prop.label] = i + 1
-        table["cx"][i] = gx
-        table["cy"][i] = gy
-        table["area"][i] = prop.area
-        table["perimeter"][i] = prop.perimeter
-        table["eccentricity"][i] = prop.eccentricity
-        table["solidity"][i] = prop.solidity
-        table["type_id"][i] = found.types[prop.label - 1]
-        table["type_prob"][i] = found.type_probs[prop.label - 1]
+    n = int(labels.max())
+    cy, cx, area = label_centroids(labels)
+    gx, gy = cx + rx, cy + ry
+    in_core = (tile.x <= gx) & (gx < tile.x + tile.width)
+    in_core &= (tile.y <= gy) & (gy < tile.y + tile.height) & (area > 0)
+    # Local ids 1..k in raster order of the centroids (row, then column).
+    kept = np.flatnonzero(in_core)
+    kept = kept[np.lexsort((gx[kept], gy[kept]))]
+    measured = measure_labels(labels, kept + 1)
+    table = {
+        "cx": gx[kept],
+        "cy": gy[kept],
+        "area": measured["area"],
+        "perimeter": measured["perimeter"],
+        "eccentricity": measured["eccentricity"],
+        "solidity": measured["solidity"],
+        "type_id": found.types[kept].astype(np.int64),
+        "type_prob": found.type_probs[kept].astype(np.float64),
+    }
+    lut = np.zeros(n + 1, np.int32)
+    lut[kept + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    keep = len(kept) > 0
     owned = lut[labels]
     if keep:
         ys, xs = np.nonzero(owned)

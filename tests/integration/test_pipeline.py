@@ -2,6 +2,7 @@
 output contract (table ids = mask ids, summary = table, OME-Zarr readable with its metadata)."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,13 @@ import pytest
 import zarr
 
 from histobatch.inference import Predictor
-from histobatch.pipeline import FINGERPRINT_NAME, SegmentSettings, run_fingerprint, segment_slide
+from histobatch.pipeline import (
+    FINGERPRINT_NAME,
+    TISSUE_PAD_UM,
+    SegmentSettings,
+    run_fingerprint,
+    segment_slide,
+)
 from histobatch.stats import write_json_atomic
 from tests.conftest import make_disc_image, match_centroids, oracle_model, write_pyramidal_tiff
 
@@ -178,7 +185,8 @@ def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tm
         space = ModelSpace(s, 0.25)
         tissue = detect_tissue(s)
         grid = TileGrid(space.width, space.height, 192, 32)
-        tiles = grid.tiles_on_mask(tissue.mask, tissue.downsample * space.scale, pad=32)
+        pad = math.ceil(TISSUE_PAD_UM / 0.25)
+        tiles = grid.tiles_on_mask(tissue.mask, tissue.downsample * space.scale, pad=pad)
         for tile in tiles[: len(tiles) // 2]:
             maps = predictor(space.read(*tile.read_box)[None])[0]
             save_tile(
