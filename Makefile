@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint evaluate train clean bench-data
+.PHONY: install demo test lint evaluate train clean bench-data bench-tia-venv bench-efficiency bench-memory bench-margin bench-workers bench-tiatoolbox
 
 # Real data (read-only) for training and evaluation; see ../shared/data/README.md.
 DATA ?= ../shared/data
@@ -53,3 +53,26 @@ bench-data:
 	mkdir -p bench/work/data/slides bench/work/data/consep4/train
 	cp $(DATA)/slides/cmu-1-small-region.svs bench/work/data/slides/
 	cp -r $(DATA)/consep4/train/Images bench/work/data/consep4/train/
+
+# TIAToolbox in its own environment (it pins torch < 2.13 and numpy < 2.4.4), with histobatch in it
+# too so that it can run histobatch's network; only the comparison benchmark uses it.
+TIA_VENV ?= bench/work/tia-venv
+$(TIA_VENV)/.installed:
+	$(PYTHON) -m venv $(TIA_VENV)
+	$(TIA_VENV)/bin/pip install --quiet --upgrade pip
+	$(TIA_VENV)/bin/pip install --quiet -e ".[tiatoolbox]"
+	touch $@
+
+bench-tia-venv: $(TIA_VENV)/.installed
+
+# One command per benchmark (results appended to bench/RESULTS.md).
+bench-efficiency: install
+	cd bench && ../$(BIN)/python efficiency.py
+bench-memory: install
+	cd bench && ../$(BIN)/python memory.py
+bench-margin: install
+	cd bench && ../$(BIN)/python margin.py
+bench-workers: install
+	cd bench && ../$(BIN)/python workers.py
+bench-tiatoolbox: install $(TIA_VENV)/.installed
+	cd bench && ../$(BIN)/python vs_tiatoolbox.py --tia-python ../$(TIA_VENV)/bin/python

@@ -24,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$VENV/bin/python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 # 1. Efficiency: bigger batches suit a GPU; the model-only figure uses the same batch.
 "$VENV/bin/python" bench/efficiency.py --device cuda --batch-size 8 --repeats 10
-# 2. Memory: 1x/4x/16x mosaics of real tiles (RSS of the host process).
-"$VENV/bin/python" bench/memory.py --device cuda
+# 2. Memory: 1x/4x/16x mosaics of real tiles (RSS of the host process; base 16 to fit the time).
+"$VENV/bin/python" bench/memory.py --device cuda --base 16
 echo "total: $(( $(date +%s) - start )) s"
 if [ -n "${OUT:-}" ]; then cp bench/RESULTS.md "$OUT/"; fi

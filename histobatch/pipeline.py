@@ -45,7 +45,8 @@ class SegmentSettings:
     Attributes
     ----------
     tile_size
-        Pixels per side fed to the network (model grid), margin included.
+        Largest number of pixels per side fed to the network (model grid), margin included; the
+        grid shrinks tiles so that they share the slide evenly (:meth:`TileGrid.fitted`).
     margin
         Context on each side of a tile's core; must exceed the largest nucleus radius plus the
         network's effective context. Cores are ``tile_size - 2 * margin``.
@@ -78,9 +79,9 @@ class SegmentSettings:
         Show a progress bar per slide.
     """
 
-    tile_size: int = 1280
+    tile_size: int = 2048
     margin: int = 192
-    batch_size: int = 2
+    batch_size: int = 1
     readers: int = 2
     post_workers: int = 1
     mpp: float | None = None
@@ -285,9 +286,7 @@ def _segment_locked(
             normalizer = slide_normalizer(settings.stain_norm, settings.stain_target)
             normalizer.fit_source(tissue_pixels(tissue.thumbnail, tissue.mask))
             tile_space = StainNormalizedSpace(space, normalizer)
-        grid = TileGrid(
-            space.width, space.height, settings.tile_size - 2 * settings.margin, settings.margin
-        )
+        grid = TileGrid.fitted(space.width, space.height, settings.tile_size, settings.margin)
         mask_scale = tissue.downsample * space.scale
         if settings.all_tiles:
             tiles = grid.tiles()
@@ -383,7 +382,8 @@ def _segment_locked(
             "tiles": {
                 "with_tissue": len(tiles),
                 "grid": [grid.rows, grid.cols],
-                "tile_size": settings.tile_size,
+                "tile_size": grid.tile_size,
+                "core": grid.core,
                 "margin": settings.margin,
             },
             "model": {

@@ -10,6 +10,7 @@ import errno
 import glob
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,9 +137,9 @@ def segment_slides(
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A name of its own: two runs starting together on one folder must not share the probe.
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise HistobatchError(
             f"output folder is not writable ({exc.strerror}); choose another with -o", out

@@ -61,6 +61,27 @@ class TileGrid:
         if self.core <= 0 or self.margin < 0:
             raise ValueError("tile core must be positive and margin non-negative")
 
+    @classmethod
+    def fitted(cls, width: int, height: int, tile_size: int, margin: int, multiple: int = 32):
+        """The grid of fewest tiles of at most ``tile_size`` that covers the image, with cores
+        shrunk to share it evenly (so that the last row and column are not mostly padding).
+
+        The tile side (core + 2 x margin) stays a multiple of ``multiple`` (the network's stride).
+
+        Examples
+        --------
+        >>> grid = TileGrid.fitted(4096, 4096, 2048, 96)
+        >>> grid.rows, grid.cols, grid.core, grid.tile_size
+        (3, 3, 1376, 1568)
+        """
+        largest = tile_size - 2 * margin
+        if largest <= 0:
+            raise ValueError("tile size leaves no core")
+        cols, rows = -(-width // largest), -(-height // largest)
+        core = max(-(-width // cols), -(-height // rows))
+        core = -(-(core + 2 * margin) // multiple) * multiple - 2 * margin
+        return cls(width, height, min(core, largest), margin)
+
     @property
     def rows(self) -> int:
         return -(-self.height // self.core)

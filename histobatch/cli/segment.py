@@ -26,18 +26,21 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option(
     "--tile-size",
     type=int,
-    default=1280,
+    default=2048,
     show_default=True,
-    help="Network input size in model pixels (margin included).",
+    help="Largest network input in model pixels (margin included); the grid shrinks tiles to "
+    "share the slide evenly. Memory grows with it (about 2.6 GB at 2048 on CPU).",
 )
 @click.option(
     "--margin",
     type=int,
     default=192,
     show_default=True,
-    help="Context pixels on each side of a tile's core.",
+    help="Context pixels on each side of a tile's core. Smaller margins cost nuclei at tile "
+    "seams (default model, real crop: 92.5 % of nuclei identical across tilings at 96 or 128 px, "
+    "100 % at 192).",
 )
-@click.option("--batch-size", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option(
     "--readers",
     type=int,

@@ -184,7 +184,7 @@ def test_finished_slide_is_skipped_and_resume_uses_finished_tiles(disc_slide, tm
     with open_slide(slide) as s:
         space = ModelSpace(s, 0.25)
         tissue = detect_tissue(s)
-        grid = TileGrid(space.width, space.height, 192, 32)
+        grid = TileGrid.fitted(space.width, space.height, 256, 32)
         pad = math.ceil(TISSUE_PAD_UM / 0.25)
         tiles = grid.tiles_on_mask(tissue.mask, tissue.downsample * space.scale, pad=pad)
         for tile in tiles[: len(tiles) // 2]:

@@ -94,6 +94,19 @@ def test_blank_slide_has_no_tissue():
     assert not tissue_from_rgb(np.full((64, 64, 3), 240, np.uint8)).any()
 
 
+def test_pale_tissue_is_tissue_when_there_is_no_glass_to_compare_with():
+    """A field of dark purple and pale pink tissue (saturation ~150 and ~40) is all tissue; with
+    glass beside it (saturation ~5), the glass alone is left out."""
+    field = np.zeros((64, 64, 3), np.uint8)
+    field[:, :32] = (120, 60, 150)  # haematoxylin-dense
+    field[:, 32:] = (235, 200, 215)  # pale eosin stroma
+    assert tissue_from_rgb(field).mean() == 1.0
+    with_glass = np.full((64, 96, 3), (236, 238, 240), np.uint8)
+    with_glass[:, :64] = field
+    mask = tissue_from_rgb(with_glass)
+    assert mask[:, :64].all() and not mask[:, 66:].any()
+
+
 def test_tissue_found_on_synthetic_slide(tmp_path):
     image, _ = make_disc_image(800, 600, 20)
     with open_slide(write_pyramidal_tiff(tmp_path / "s.tiff", image, mpp=0.25)) as slide:
