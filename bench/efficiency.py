@@ -1,14 +1,16 @@
 """Pipeline efficiency: end-to-end `segment` throughput over the model's own throughput.
 
-    python bench/efficiency.py                      # CMU slide + a 16x16-crop mosaic, default model
-    python bench/efficiency.py --mosaic-base 4      # quicker
+    python bench/efficiency.py                      # CMU slide + a 64x64-crop mosaic, default model
+    python bench/efficiency.py --mosaic-base 16     # quicker (4096² px instead of 16384²)
 
 End-to-end: megapixels of tissue on the model grid (summary.json: tissue mm² / model µm/px²) per
 second of wall time of a fresh `histobatch segment` process, start-up excluded (the summary's own
 runtime). Model only: the same network, batch size, precision and device, forward passes (through
 the same Predictor, so normalisation and map conversion count) on in-memory batches of the same tile
-shape, counting every input pixel. Their ratio is the row ``efficiency``: what tiling margins,
-reading, resampling, post-processing, stitching and writing cost. Appends the table to
+shape, counting every input pixel, measured before and after the pipeline runs (the faster counts).
+Their ratio is the row ``efficiency`` (the mosaic's, which is all tissue): what tiling margins,
+reading, resampling, post-processing, stitching and writing cost. The table also gives each slide's
+ceiling, the share of the pixels through the network that are tissue. Appends the table to
 bench/RESULTS.md with the machine and the date.
 """
 
