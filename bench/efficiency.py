@@ -79,6 +79,7 @@ def main() -> None:
     extra = ["--tile-size", str(args.tile_size), "--margin", str(args.margin)]
     extra += ["--batch-size", str(args.batch_size), "--precision", args.precision]
     extra += ["--device", args.device]
+
     def measure_model() -> float:
         return model_only(
             args.model, args.tile_size, args.batch_size, args.precision, args.repeats, args.device
@@ -109,7 +110,7 @@ def main() -> None:
             f"| {name} | {mpx:.1f} | {run_mpx:.1f} | {seconds:.1f} | {mpx / seconds:.2f} "
             f"| {mpx / seconds / limit:.2f} | {mpx / run_mpx:.2f} | {spent} |"
         )
-    mosaic_mpx, _, mosaic_s = rows[-1][1], rows[-1][2], rows[-1][3]
+    _, mosaic_mpx, _, mosaic_s, _ = rows[-1]
     table += [
         "",
         "| metric | value |",

@@ -4,7 +4,8 @@ scikit-image's ``regionprops`` computes these one region at a time in Python, wh
 the whole watershed on a tile of 1,500 nuclei. Here centroids, areas, perimeters and eccentricities
 come from whole-image array operations (``np.bincount`` over the labels) and equal
 ``regionprops``'s values; only the convex hull for solidity is a loop, over each nucleus' border
-pixels, in OpenCV.
+pixels, in OpenCV. Tiles call :func:`label_centroids` first (to pick the nuclei they own) and
+:func:`shape_measurements` for those alone.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def label_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def measure_labels(labels: np.ndarray, ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Measurements of the nuclei of a label image.
+    """Centroids and :func:`shape_measurements` of the nuclei of a label image.
 
     Parameters
     ----------
@@ -65,19 +66,45 @@ def measure_labels(labels: np.ndarray, ids: np.ndarray | None = None) -> dict[st
     """
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    if ids is None:
-        ids = np.arange(1, n + 1)
+    ids = np.arange(1, n + 1) if ids is None else np.asarray(ids, np.int64)
+    cy, cx, area = label_centroids(labels)
+    valid = (ids > 0) & (ids <= n)
+    index = np.where(valid, ids, 1) - 1
+
+    def pick(values: np.ndarray) -> np.ndarray:
+        return np.where(valid, values[index], 0.0) if n else np.zeros(len(ids))
+
+    shapes = shape_measurements(labels, ids[valid], cy, cx, area)
+    measured = {"cy": pick(cy), "cx": pick(cx), "area": pick(area)}
+    for name, values in shapes.items():
+        column = np.zeros(len(ids))
+        column[valid] = values
+        measured[name] = column
+    return measured
+
+
+def shape_measurements(
+    labels: np.ndarray, ids: np.ndarray, cy: np.ndarray, cx: np.ndarray, area: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Perimeter, eccentricity and solidity of nuclei ``ids`` (each in ``1..labels.max()``), given
+    every label's centroid and area from :func:`label_centroids`.
+
+    Returns
+    -------
+    dict
+        ``perimeter`` (pixels; scikit-image's 4-connected estimate), ``eccentricity`` (of the
+        ellipse with the same second moments), ``solidity`` (area over convex area, counted as
+        scikit-image does), each an array aligned with ``ids``.
+    """
     ids = np.asarray(ids, np.int64)
+    size = int(labels.max()) + 1 if labels.size else 1
+    cy, cx = np.concatenate([[0.0], cy]), np.concatenate([[0.0], cx])
+    area = np.concatenate([[0.0], area])
+    safe = np.maximum(area, 1)
     flat = labels.ravel().astype(np.int64, copy=False)
     inside = flat > 0
     lab = flat[inside]
     ys, xs = np.divmod(np.flatnonzero(inside), labels.shape[1])
-    size = n + 1
-
-    area = np.bincount(lab, minlength=size).astype(np.float64)
-    safe = np.maximum(area, 1)
-    cy = np.bincount(lab, ys, size) / safe
-    cx = np.bincount(lab, xs, size) / safe
     dy, dx = ys - cy[lab], xs - cx[lab]
     # Central second moments over the area (scikit-image's inertia tensor).
     mu_yy = np.bincount(lab, dy * dy, size) / safe
@@ -90,20 +117,11 @@ def measure_labels(labels: np.ndarray, ids: np.ndarray | None = None) -> dict[st
 
     border = _border(labels)
     perimeter = _perimeter(labels, border, size)
-    valid = (ids > 0) & (ids <= n)
-    take = np.where(valid, ids, 0)
-    solidity = _solidity(labels, border, area, size, take[valid])
-
-    def pick(values: np.ndarray) -> np.ndarray:
-        return np.where(valid, values[take], 0.0)
-
+    solidity = _solidity(labels, border, area, size, ids)
     return {
-        "cy": pick(cy),
-        "cx": pick(cx),
-        "area": pick(area),
-        "perimeter": pick(perimeter),
-        "eccentricity": pick(eccentricity),
-        "solidity": pick(solidity),
+        "perimeter": perimeter[ids],
+        "eccentricity": eccentricity[ids],
+        "solidity": solidity[ids],
     }
 
 
@@ -137,7 +155,7 @@ def _solidity(
     the number of pixel centres inside or on the convex hull of the midpoints of the nucleus'
     pixel edges."""
     solidity = np.zeros(size)
-    ids = np.unique(ids[(ids > 0) & (area[ids] > 0)])
+    ids = np.unique(ids[area[ids] > 0])  # a nucleus with pixels has border pixels
     if not len(ids):
         return solidity
     by, bx = np.nonzero(border)
@@ -147,17 +165,13 @@ def _solidity(
     starts = np.searchsorted(owners, np.arange(size + 1))
     # Pixel centres at (x + 0.5, y + 0.5); the midpoints of their four edges:
     diamond = np.array([[0, 0.5], [1, 0.5], [0.5, 0], [0.5, 1]], np.float32)
-    present = starts[ids + 1] > starts[ids]
-    ids = ids[present]
-    if not len(ids):
-        return solidity
     first, last = starts[ids], starts[ids + 1]
     # Row span of every nucleus with border pixels (their runs in ``by`` are contiguous).
     with_border = np.flatnonzero(np.diff(starts) > 0)
     segment = np.searchsorted(with_border, ids)
     y0 = np.minimum.reduceat(by, starts[with_border])[segment]
     h = np.maximum.reduceat(by, starts[with_border])[segment] - y0 + 1
-    points = (np.stack([bx, by], axis=1).astype(np.float32)[:, None, :] + diamond[None])
+    points = np.stack([bx, by], axis=1).astype(np.float32)[:, None, :] + diamond[None]
     points = points.reshape(-1, 2)
     hulls = [
         cv2.convexHull(points[4 * a : 4 * b])[:, 0]

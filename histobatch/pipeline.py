@@ -49,7 +49,7 @@ class SegmentSettings:
         grid shrinks tiles so that they share the slide evenly (:meth:`TileGrid.fitted`).
     margin
         Context on each side of a tile's core; must exceed the largest nucleus radius plus the
-        network's effective context. Cores are ``tile_size - 2 * margin``.
+        network's effective context. Cores are at most ``tile_size - 2 * margin``.
     batch_size
         Tiles per forward pass.
     readers
@@ -438,9 +438,7 @@ def _publish(work: Path, final: Path) -> None:
     os.replace(work, final)
 
 
-def _run_tiles(
-    space, tiles, predictor, settings, tiles_dir, slide_id, total
-) -> dict[str, float]:
+def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) -> dict[str, float]:
     """Read, predict and post-process tiles; each finished tile is spilled to ``tiles_dir``.
 
     Returns
@@ -486,11 +484,22 @@ def _run_tiles(
         disable=not settings.progress,
         leave=False,
     )
+
+    def drain(keep: int, found: int) -> int:
+        """Wait until at most ``keep`` tiles are being post-processed; return the nuclei count."""
+        started = time.perf_counter()
+        while len(in_flight) > keep:
+            found += in_flight.popleft().result()
+            bar.update(1)
+            bar.set_postfix(nuclei=found)
+        spent["post_wait_s"] += time.perf_counter() - started
+        return found
+
+    in_flight: deque = deque()
     found = 0
     limit = settings.max_memory_gb * 1e9 if settings.max_memory_gb else None
     warned = False
     with ThreadPoolExecutor(max_workers=settings.post_workers, thread_name_prefix="post") as pool:
-        in_flight: deque = deque()
         batches = read_ahead(tiles, read, settings.batch_size, settings.readers)
         while True:
             started = time.perf_counter()
@@ -517,18 +526,8 @@ def _run_tiles(
                         limit / 1e9,
                     )
                     warned = True
-            started = time.perf_counter()
-            while len(in_flight) > keep:
-                found += in_flight.popleft().result()
-                bar.update(1)
-                bar.set_postfix(nuclei=found)
-            spent["post_wait_s"] += time.perf_counter() - started
-        started = time.perf_counter()
-        while in_flight:
-            found += in_flight.popleft().result()
-            bar.update(1)
-            bar.set_postfix(nuclei=found)
-        spent["post_wait_s"] += time.perf_counter() - started
+            found = drain(keep, found)
+        found = drain(0, found)
     bar.close()
     return spent
 

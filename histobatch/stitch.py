@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histobatch.measure import label_centroids, measure_labels
+from histobatch.measure import label_centroids, shape_measurements
 from histobatch.model import PostprocessConfig
 from histobatch.postprocess import instances_from_maps
 from histobatch.tiling import Tile
@@ -86,11 +86,11 @@ def owned_nuclei(
     # Local ids 1..k in raster order of the centroids (row, then column).
     kept = np.flatnonzero(in_core)
     kept = kept[np.lexsort((gx[kept], gy[kept]))]
-    measured = measure_labels(labels, kept + 1)
+    measured = shape_measurements(labels, kept + 1, cy, cx, area)
     table = {
         "cx": gx[kept],
         "cy": gy[kept],
-        "area": measured["area"],
+        "area": area[kept],
         "perimeter": measured["perimeter"],
         "eccentricity": measured["eccentricity"],
         "solidity": measured["solidity"],

@@ -29,7 +29,7 @@ from histobatch.cli.options import device_option, model_option, precision_option
     default=2048,
     show_default=True,
     help="Largest network input in model pixels (margin included); the grid shrinks tiles to "
-    "share the slide evenly. Memory grows with it (about 2.6 GB at 2048 on CPU).",
+    "share the slide evenly. Memory grows with it (peak 3.1 GB at 2048 on CPU, batch 1).",
 )
 @click.option(
     "--margin",
