@@ -109,7 +109,7 @@ def build_tia_model(
         Pixels cropped from every side of the network output: the model returns the central
         ``patch_input_shape - 2 * margin`` pixels, TIAToolbox's ``patch_output_shape``.
     device
-        Torch device the engine runs on (sets the autocast dtype as histobatch's Predictor does).
+        Torch device the engine runs on (histobatch's Predictor runs the network there).
     precision
         ``auto|fp32|bf16|fp16``, as histobatch's ``--precision``.
     timer
@@ -119,15 +119,14 @@ def build_tia_model(
     Returns
     -------
     tiatoolbox.models.models_abc.ModelABC
-        The wrapped model (evaluation mode, channels-last, on the CPU until the engine moves it).
+        The wrapped model (evaluation mode, channels-last, on ``device``).
     """
     import cv2
     import torch
     from scipy import ndimage as ndi
     from tiatoolbox.models.models_abc import ModelABC
 
-    from histobatch.device import autocast_dtype
-    from histobatch.inference import output_to_maps
+    from histobatch.inference import Predictor
     from histobatch.postprocess import instances_from_maps
 
     config = nucleus_model.config
@@ -137,15 +136,13 @@ def build_tia_model(
 
         def __init__(self) -> None:
             super().__init__()
-            self.network = nucleus_model.network.eval().to(memory_format=torch.channels_last)
+            # histobatch's own Predictor (normalisation, precision, map conversion), so that both
+            # engines run exactly the same forward pass.
+            self.predictor = Predictor(nucleus_model, device, precision)
+            self.network = self.predictor.network
             self.config = config
             self.crop = margin
-            self.autocast = autocast_dtype(device, precision)
             self.timer = timer
-            mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-            std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
-            self.register_buffer("mean", mean, persistent=False)
-            self.register_buffer("std", std, persistent=False)
             names = {i: name for i, name in enumerate(config.class_names)}
             self.class_dict = {TASK: names}
             self.tasks = [TASK]
@@ -165,25 +162,14 @@ def build_tia_model(
             tuple of numpy.ndarray
                 NHWC float32 maps of the central ``H - 2 * crop`` pixels: nuclear probability
                 ``(B, h, w, 1)``, centre distance ``(B, h, w, 1)``, type probabilities
-                ``(B, h, w, K)`` (see :func:`histobatch.inference.output_to_maps`).
+                ``(B, h, w, K)`` (see :func:`histobatch.inference.Predictor`).
             """
             core = getattr(model, "module", model)
             started = time.perf_counter()
-            torch_device = torch.device(device)
-            with torch.inference_mode():
-                images = torch.as_tensor(batch_data).to(torch_device, non_blocking=True)
-                images = images.permute(0, 3, 1, 2).float()
-                images = ((images - core.mean) / core.std).contiguous(
-                    memory_format=torch.channels_last
-                )
-                with torch.autocast(
-                    torch_device.type, dtype=core.autocast, enabled=core.autocast is not None
-                ):
-                    out = model(images)
-                maps = output_to_maps(out.float(), core.config)
-                if core.crop:
-                    maps = maps[:, :, core.crop : -core.crop, core.crop : -core.crop]
-                maps = maps.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            maps = core.predictor(np.asarray(batch_data))
+            if core.crop:
+                maps = maps[:, :, core.crop : -core.crop, core.crop : -core.crop]
+            maps = np.ascontiguousarray(maps.transpose(0, 2, 3, 1))
             core.timer.add("forward", time.perf_counter() - started)
             return maps[..., :1], maps[..., 1:2], maps[..., 2:]
 
@@ -598,8 +584,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "slide_px": list(dataset.reader_info.slide_dimensions),
             "mpp": mpp,
             "device": device,
-            "precision": str(tia_model.autocast).replace("torch.", "")
-            if tia_model.autocast
+            "precision": str(tia_model.predictor.dtype).replace("torch.", "")
+            if tia_model.predictor.dtype
             else "fp32",
             "threads": threads,
             "batch_size": args.batch_size,
