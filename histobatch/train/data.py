@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from histobatch.targets import separation_targets
+from histobatch.targets import contact_pixels, separation_targets
 from histobatch.train.datasets import Sample
 
 
@@ -19,7 +19,8 @@ def normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndar
 class CropDataset(torch.utils.data.Dataset):
     """Random augmented crops from a list of samples.
 
-    Each item is ``(image, np_target, separation_target, tp_target, has_types)``. Sampling is
+    Each item is ``(image, np_target, separation_target, tp_target, has_types,
+    separation_weight)``. Sampling is
     driven by an explicit index list so that an epoch can hold more crops than there are images
     (large images give several random crops each).
 
@@ -35,6 +36,10 @@ class CropDataset(torch.utils.data.Dataset):
         Items per epoch.
     separation
         Kind of separation target (``hv`` or ``distance``, see :mod:`histobatch.targets`).
+    contact_weight
+        Extra weight of the separation loss on pixels where touching nuclei meet
+        (:func:`histobatch.targets.contact_pixels`): their weight is ``1 + contact_weight``,
+        every other pixel's 1. 0 gives uniform weights.
     """
 
     def __init__(
@@ -45,8 +50,10 @@ class CropDataset(torch.utils.data.Dataset):
         std: list[float],
         length: int,
         separation: str = "hv",
+        contact_weight: float = 0.0,
     ) -> None:
         self.separation = separation
+        self.contact_weight = float(contact_weight)
         self.samples = samples
         self.augmentation = augmentation
         self.mean = mean
@@ -70,10 +77,14 @@ class CropDataset(torch.utils.data.Dataset):
         out = self.augmentation(image=sample.image, masks=[sample.inst_map, types.astype(np.int32)])
         inst, tp = out["masks"]
         inst = np.asarray(inst, np.int32)
+        weight = np.ones(inst.shape, np.float32)
+        if self.contact_weight:
+            weight[contact_pixels(inst)] += self.contact_weight
         return (
             torch.from_numpy(normalise(out["image"], self.mean, self.std)),
             torch.from_numpy((inst > 0).astype(np.float32)),
             torch.from_numpy(separation_targets(inst, self.separation)),
             torch.from_numpy(np.asarray(tp, np.int64)),
             torch.tensor(has_types),
+            torch.from_numpy(weight),
         )

@@ -23,21 +23,49 @@ def _gradients(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dh, dv
 
 
-def hv_loss(pred: torch.Tensor, target: torch.Tensor, nuclear: torch.Tensor) -> torch.Tensor:
-    """MSE of the maps plus twice the MSE of their gradients inside nuclei (MSGE)."""
-    mse = F.mse_loss(pred, target)
+def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None):
+    """Mean squared error, each pixel's term multiplied by ``weight`` ``(B, H, W)`` if given."""
+    if weight is None:
+        return F.mse_loss(pred, target)
+    squared = (pred - target) ** 2 * weight[:, None]
+    return squared.sum() / (weight.sum() * pred.shape[1]).clamp_min(1.0)
+
+
+def hv_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    nuclear: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MSE of the maps plus twice the MSE of their gradients inside nuclei (MSGE).
+
+    ``weight`` ``(B, H, W)`` optionally weights every pixel's terms (e.g. contact lines up).
+    """
+    mse = _weighted_mse(pred, target, weight)
     pdh, pdv = _gradients(pred)
     tdh, tdv = _gradients(target)
     mask = nuclear[:, None].float()
+    if weight is not None:
+        mask = mask * weight[:, None]
     denom = mask.sum().clamp_min(1.0)
     msge = (((pdh - tdh) ** 2 + (pdv - tdv) ** 2) * mask).sum() / denom
     return mse + 2 * msge
 
 
-def distance_loss(pred: torch.Tensor, target: torch.Tensor, nuclear: torch.Tensor) -> torch.Tensor:
-    """MSE of the distance map over all pixels plus the MSE inside nuclei (where it matters)."""
-    mse = F.mse_loss(pred, target)
+def distance_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    nuclear: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MSE of the distance map over all pixels plus the MSE inside nuclei (where it matters).
+
+    ``weight`` ``(B, H, W)`` optionally weights every pixel's terms (e.g. contact lines up).
+    """
+    mse = _weighted_mse(pred, target, weight)
     mask = nuclear[:, None].float()
+    if weight is not None:
+        mask = mask * weight[:, None]
     inside = (((pred - target) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
     return mse + inside
 
@@ -53,6 +81,7 @@ def nucleus_loss(
     has_types: torch.Tensor,
     type_weights: torch.Tensor | None = None,
     separation: str = "hv",
+    separation_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
@@ -72,6 +101,9 @@ def nucleus_loss(
         Optional ``(K,)`` class weights of the type cross-entropy (against class imbalance).
     separation
         ``hv`` (S = 2) or ``distance`` (S = 1).
+    separation_weight
+        Optional ``(B, H, W)`` pixel weights of the separation loss (see
+        :func:`histobatch.targets.contact_pixels`).
     """
     output = output.float()
     np_logit = output[:, 0]
@@ -82,7 +114,7 @@ def nucleus_loss(
     loss_np = F.binary_cross_entropy_with_logits(np_logit, np_target) + soft_dice_loss(
         torch.sigmoid(np_logit), np_target
     )
-    loss_sep = SEPARATION_LOSSES[separation](hv, hv_target, np_target > 0)
+    loss_sep = SEPARATION_LOSSES[separation](hv, hv_target, np_target > 0, separation_weight)
     total = loss_np + loss_sep
     parts = {"np": float(loss_np.detach()), separation: float(loss_sep.detach())}
     if bool(has_types.any()):

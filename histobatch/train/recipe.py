@@ -66,7 +66,14 @@ class StageSpec:
 
 @dataclass
 class TrainConfig:
-    """A whole training run."""
+    """A whole training run.
+
+    Attributes
+    ----------
+    contact_weight
+        Extra weight of the separation loss where touching nuclei meet (0: none); see
+        :class:`histobatch.train.data.CropDataset`.
+    """
 
     out: str = "runs/model"
     name: str = "histobatch-nuclei"
@@ -85,6 +92,7 @@ class TrainConfig:
     precision: str = "auto"
     threads: int | None = None
     val_fraction: float = 0.15
+    contact_weight: float = 0.0
     tune_postprocess: bool = True
     stages: list[StageSpec] = field(default_factory=list)
 
@@ -427,6 +435,7 @@ def train(
             model_config.std,
             steps * config.batch_size,
             model_config.separation,
+            config.contact_weight,
         )
         optimizer = torch.optim.AdamW(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -469,7 +478,7 @@ def train(
                 disable=not progress,
                 leave=False,
             )
-            for step, (image, np_t, hv_t, tp_t, has_types) in enumerate(bar, start=1):
+            for step, (image, np_t, hv_t, tp_t, has_types, sep_w) in enumerate(bar, start=1):
                 image = image.to(device).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
                     output = network(image)
@@ -481,6 +490,7 @@ def train(
                     has_types.to(device),
                     type_weights,
                     model_config.separation,
+                    sep_w.to(device) if config.contact_weight else None,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -574,6 +584,7 @@ def train(
         "crop_size": config.crop_size,
         "batch_size": config.batch_size,
         "augment": config.augment,
+        "contact_weight": config.contact_weight,
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "device": device,
         "train_time_s": round(time.time() - started, 1),

@@ -35,6 +35,7 @@ def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path, separat
         f"name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\n"
         f"separation: {separation}\n"
         "crop_size: 64\nbatch_size: 2\nval_fraction: 0.34\nthreads: 1\n"
+        f"contact_weight: {4 if separation == 'distance' else 0}\n"
         "stages:\n"
         "  - {name: pretrain, epochs: 1, samples_per_epoch: 4,"
         " data: [{layout: consep, path: data, class_map: none}]}\n"
@@ -60,6 +61,7 @@ def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path, separat
     model = load_model(model_dir)
     assert model.config.provenance["recipe"][1]["freeze"] == "encoder"
     assert model.config.separation == separation
+    assert model.config.provenance["contact_weight"] == (4 if separation == "distance" else 0)
     assert model.config.n_outputs == 1 + (2 if separation == "hv" else 1) + 5
     tuning = json.loads((run / "postprocess_tuning.json").read_text())
     best = max(tuning, key=lambda row: (row["pq"], row["aji"]))

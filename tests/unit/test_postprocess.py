@@ -3,7 +3,13 @@ import pytest
 
 from histobatch.model import PostprocessConfig
 from histobatch.postprocess import instance_types, instances_from_maps
-from histobatch.targets import distance_maps, hv_maps, separation_targets, type_map_from_instances
+from histobatch.targets import (
+    contact_pixels,
+    distance_maps,
+    hv_maps,
+    separation_targets,
+    type_map_from_instances,
+)
 from tests.conftest import real_data
 
 
@@ -111,3 +117,48 @@ def test_perfect_maps_recover_consep_instances(separation):
     assert total > 500
     print(f"{separation}: {matched}/{total} = {matched / total:.4f}")
     assert matched / total >= 0.97
+
+
+def test_contact_pixels_mark_only_where_nuclei_touch():
+    inst = np.zeros((12, 20), np.int32)
+    inst[2:8, 2:8] = 1  # touches 2 along column 7|8
+    inst[2:8, 8:14] = 2
+    inst[2:8, 16:19] = 3  # alone, 2 px of background from nucleus 2
+    contact = contact_pixels(inst)
+    assert contact.dtype == bool
+    assert np.array_equal(np.nonzero(contact.any(axis=0))[0], [7, 8])
+    assert contact[2:8, 7].all() and contact[2:8, 8].all() and contact.sum() == 12
+    wide = contact_pixels(inst, width=2)
+    assert np.array_equal(np.nonzero(wide.any(axis=0))[0], [6, 7, 8, 9])
+    assert not contact_pixels(np.where(inst == 3, 3, 0)).any()
+
+
+def test_contact_weight_raises_the_separation_loss_only_on_contact_errors():
+    import torch
+
+    from histobatch.train.losses import distance_loss
+
+    inst = np.zeros((16, 16), np.int32)
+    inst[4:12, 2:8] = 1
+    inst[4:12, 8:14] = 2
+    target = torch.from_numpy(distance_maps(inst))[None]
+    nuclear = torch.from_numpy(inst > 0)[None]
+    contact = torch.from_numpy(contact_pixels(inst))[None]
+    ones = torch.ones(1, 16, 16)
+    weighted = ones + 4 * contact.float()
+    assert torch.allclose(
+        distance_loss(target + 0.1, target, nuclear, ones),
+        distance_loss(target + 0.1, target, nuclear),
+    )
+    at_contact = target.clone()
+    at_contact[0, 0][contact[0]] += 0.5
+    elsewhere = target.clone()
+    far = (inst == 1) & ~contact_pixels(inst, width=2)
+    elsewhere[0, 0][torch.from_numpy(far)] += 0.5 * np.sqrt(contact.sum().item() / far.sum())
+    plain = (distance_loss(at_contact, target, nuclear), distance_loss(elsewhere, target, nuclear))
+    assert torch.isclose(plain[0], plain[1], rtol=1e-4)  # same squared error in total
+    boosted = (
+        distance_loss(at_contact, target, nuclear, weighted),
+        distance_loss(elsewhere, target, nuclear, weighted),
+    )
+    assert boosted[0] > 2 * boosted[1]
