@@ -73,6 +73,10 @@ class TrainConfig:
     contact_weight
         Extra weight of the separation loss where touching nuclei meet (0: none); see
         :class:`histobatch.train.data.CropDataset`.
+    workers
+        Processes that make the augmented crops (0: the training process itself, as on a 2-core
+        CPU). A GPU needs several to be kept busy. Runs are reproducible for a given number of
+        workers: worker ``k`` of an epoch seeds its augmentation from the epoch and ``k``.
     """
 
     out: str = "runs/model"
@@ -91,6 +95,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
+    workers: int = 0
     val_fraction: float = 0.15
     contact_weight: float = 0.0
     tune_postprocess: bool = True
@@ -149,6 +154,26 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - libraries may use the global RNG
     torch.manual_seed(seed)
+
+
+class _WorkerSeeder:
+    """``worker_init_fn`` of the crop loader: one thread and a distinct augmentation seed per
+    worker, derived from the epoch's seed."""
+
+    def __init__(self, epoch_seed: int) -> None:
+        self.epoch_seed = epoch_seed
+
+    def __call__(self, worker_id: int) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        seed = (self.epoch_seed * 1009 + worker_id) % 2**31
+        np.random.seed(seed)  # noqa: NPY002
+        random.seed(seed)
+        info = torch.utils.data.get_worker_info()
+        augmentation = getattr(info.dataset, "augmentation", None)
+        if hasattr(augmentation, "set_random_seed"):
+            augmentation.set_random_seed(seed)
 
 
 def _initialise(model, init: str) -> None:
@@ -466,7 +491,13 @@ def train(
                 augmentation.set_random_seed(epoch_seed)
             dataset.reshuffle(rng)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_size=config.batch_size, shuffle=False, num_workers=0, drop_last=True
+                dataset,
+                batch_size=config.batch_size,
+                shuffle=False,
+                num_workers=config.workers,
+                worker_init_fn=_WorkerSeeder(epoch_seed) if config.workers else None,
+                pin_memory=device.startswith("cuda"),
+                drop_last=True,
             )
             network.train()
             if stage.freeze == "encoder":

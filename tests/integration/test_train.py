@@ -98,6 +98,41 @@ def test_tiny_run_resumes_and_exports(tmp_path):
     assert "val_pq" in exported.config.metrics["validation"]
 
 
+def test_crop_workers_give_a_reproducible_run(tmp_path):
+    """With loader workers (as on a GPU machine) two runs of one config train the same weights,
+    and the workers' crops differ from each other (each worker has its own augmentation seed)."""
+    import torch
+
+    write_consep_folder(tmp_path / "data")
+    (tmp_path / "w.yaml").write_text(
+        "name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\nseparation: distance\n"
+        "crop_size: 32\nbatch_size: 2\nval_fraction: 0.34\nthreads: 1\nworkers: 2\n"
+        "tune_postprocess: false\nstages:\n"
+        "  - {name: a, epochs: 1, samples_per_epoch: 8,"
+        " data: [{layout: consep, path: data, class_map: identity}]}\n"
+    )
+    weights = []
+    for name in ("one", "two"):
+        config = load_train_config(tmp_path / "w.yaml", out=str(tmp_path / name))
+        train(config, progress=False)
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["model"]
+        weights.append(torch.cat([v.float().ravel() for v in state.values()]))
+    assert torch.equal(weights[0], weights[1])
+
+    from histobatch.train.augment import build_augmentation
+    from histobatch.train.data import CropDataset
+    from histobatch.train.datasets import read_consep
+    from histobatch.train.recipe import _WorkerSeeder
+
+    samples = read_consep(tmp_path / "data", "identity")[:1]
+    dataset = CropDataset(samples, build_augmentation("default", 32), [0.5] * 3, [0.2] * 3, 4)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=2, num_workers=2, worker_init_fn=_WorkerSeeder(7)
+    )
+    first, second = (batch[0] for batch in loader)  # one batch from each worker
+    assert not torch.equal(first, second)
+
+
 def test_bad_training_config(tmp_path):
     from histobatch.errors import HistobatchError
 
