@@ -122,8 +122,15 @@ def read_consep(folder: str | Path, class_map: str = "consep7to4") -> list[Sampl
 
 
 def parse_aperio_xml(path: str | Path) -> tuple[list[np.ndarray], float | None]:
-    """Polygons (``(N, 2)`` x, y arrays) and µm/px from an Aperio annotation XML."""
-    root = ET.parse(path).getroot()
+    """Polygons (``(N, 2)`` x, y arrays) and µm/px from an Aperio annotation XML or ``.xml.gz``."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        import gzip
+
+        with gzip.open(path) as handle:
+            root = ET.parse(handle).getroot()
+    else:
+        root = ET.parse(path).getroot()
     mpp = root.get("MicronsPerPixel")
     polygons = []
     for region in root.iter("Region"):
@@ -149,11 +156,14 @@ def rasterise_polygons(polygons: list[np.ndarray], shape: tuple[int, int]) -> np
 
 
 def read_monuseg(folder: str | Path, class_map: str = "none") -> list[Sample]:
-    """Read a MoNuSeg-layout folder (``Images/`` + ``Annotations/*.xml``); no types."""
+    """Read a MoNuSeg-layout folder (``Images/`` + ``Annotations/*.xml`` or ``*.xml.gz``); no
+    types."""
     folder = Path(folder)
     samples = []
     for image_path in _images(folder):
         xml_path = folder / "Annotations" / f"{image_path.stem}.xml"
+        if not xml_path.is_file() and xml_path.with_suffix(".xml.gz").is_file():
+            xml_path = xml_path.with_suffix(".xml.gz")
         if not xml_path.is_file():
             raise HistobatchError(f"no annotation {xml_path.name} for this image", image_path)
         image = _load_rgb(image_path)
