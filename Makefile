@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint evaluate train clean bench-data bench-tia-venv bench-efficiency bench-memory bench-margin bench-workers bench-tiatoolbox
+.PHONY: install demo test lint evaluate train clean gpu-data ablation bench-data bench-tia-venv bench-efficiency bench-memory bench-margin bench-workers bench-tiatoolbox
 
 # Real data (read-only) for training and evaluation; see ../shared/data/README.md.
 DATA ?= ../shared/data
@@ -46,6 +46,15 @@ lint: install
 
 clean:
 	rm -rf results .pytest_cache
+
+# Training and test data packed for a lent GPU machine (53 MB: pass bench/work/data in its carry
+# list), then `bench/gpu_train.sh` there trains examples/train_consep_gpu.yaml and evaluates it.
+gpu-data: install
+	$(BIN)/python bench/gpu_data.py
+
+# The recipe with vs without augmentation and pre-training, 20 fine-tuning epochs each (~75 min here).
+ablation: install
+	cd bench && ../$(BIN)/python ablation.py --finetune-epochs 20
 
 # Real data the benchmarks need, copied into the ignored bench/work/data (for a machine without
 # ../shared, e.g. a lent GPU machine: pass bench/work/data in its carry list).

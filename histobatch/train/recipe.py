@@ -133,15 +133,17 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise HistobatchError(f"invalid YAML: {exc}", path) from None
     # The run folder and dataset paths written in the file are relative to the file; an ``out``
     # given on the command line is relative to the working directory.
-    if "out" in data and not Path(os.path.expandvars(str(data["out"]))).is_absolute():
-        data["out"] = str((path.parent / os.path.expandvars(str(data["out"]))).resolve())
+    if "out" in data:
+        out = Path(os.path.expandvars(str(data["out"])))
+        data["out"] = str(out if out.is_absolute() else (path.parent / out).resolve())
     data.update({k: v for k, v in overrides.items() if v is not None})
     # Dataset paths are relative to the config file.
     for stage in data.get("stages", []):
         for spec in stage.get("data", []):
             candidate = Path(os.path.expandvars(str(spec["path"])))
             if not candidate.is_absolute():
-                spec["path"] = str((path.parent / candidate).resolve())
+                candidate = (path.parent / candidate).resolve()
+            spec["path"] = str(candidate)
     try:
         return TrainConfig.from_dict(data)
     except TypeError as exc:

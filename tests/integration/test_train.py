@@ -133,6 +133,21 @@ def test_crop_workers_give_a_reproducible_run(tmp_path):
     assert not torch.equal(first, second)
 
 
+def test_config_paths_expand_variables_and_resolve_against_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("HB_TEST_DATA", str(tmp_path / "data"))
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "c.yaml"
+    path.write_text(
+        "out: $HB_TEST_DATA/../runs/x\nstages:\n  - name: a\n    data:\n"
+        "      - {layout: consep, path: $HB_TEST_DATA/consep4/train}\n"
+        "      - {layout: consep, path: ../rel}\n"
+    )
+    config = load_train_config(path)
+    assert config.out == str(tmp_path / "data" / ".." / "runs" / "x")
+    paths = [spec.path for spec in config.stages[0].data]
+    assert paths == [str(tmp_path / "data" / "consep4" / "train"), str(tmp_path / "rel")]
+
+
 def test_bad_training_config(tmp_path):
     from histobatch.errors import HistobatchError
 
