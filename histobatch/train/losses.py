@@ -31,6 +31,12 @@ def _weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     return squared.sum() / (weight.sum() * pred.shape[1]).clamp_min(1.0)
 
 
+def _inside_weights(nuclear: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``(B, 1, H, W)`` weights of the inside-nuclei terms: the nuclear mask, times ``weight``."""
+    mask = nuclear[:, None].float()
+    return mask if weight is None else mask * weight[:, None]
+
+
 def hv_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -44,9 +50,7 @@ def hv_loss(
     mse = _weighted_mse(pred, target, weight)
     pdh, pdv = _gradients(pred)
     tdh, tdv = _gradients(target)
-    mask = nuclear[:, None].float()
-    if weight is not None:
-        mask = mask * weight[:, None]
+    mask = _inside_weights(nuclear, weight)
     denom = mask.sum().clamp_min(1.0)
     msge = (((pdh - tdh) ** 2 + (pdv - tdv) ** 2) * mask).sum() / denom
     return mse + 2 * msge
@@ -63,9 +67,7 @@ def distance_loss(
     ``weight`` ``(B, H, W)`` optionally weights every pixel's terms (e.g. contact lines up).
     """
     mse = _weighted_mse(pred, target, weight)
-    mask = nuclear[:, None].float()
-    if weight is not None:
-        mask = mask * weight[:, None]
+    mask = _inside_weights(nuclear, weight)
     inside = (((pred - target) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
     return mse + inside
 
