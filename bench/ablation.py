@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import yaml
-from results import DATA, HERE, machine, publish
+from results import DATA, HERE, publish
 
 VARIANTS = ("recipe", "no-augmentation", "no-pretraining", "contact-weight")
 DEFAULT_VARIANTS = VARIANTS[:3]
@@ -146,7 +146,7 @@ def main() -> None:
         table.append(f"| {variant} | " + " | ".join(cells) + " |")
     publish(
         "Ablation: augmentation and pre-training (consep4 test, histobatch evaluate)",
-        f"{machine()}; config {args.config.name}, fine-tuning {args.finetune_epochs} epochs for "
+        f"config {args.config.name}, fine-tuning {args.finetune_epochs} epochs for "
         f"every variant, same seed; {(time.time() - started) / 60:.0f} min in all",
         table,
     )
