@@ -31,8 +31,10 @@ def mosaic(side: int, scale: float) -> np.ndarray:
         sys.exit(f"no CoNSeP test crops under {DATA} (set HISTOBATCH_DATA)")
     rows = []
     for r in range(side):
-        row = [np.asarray(Image.open(paths[(r * side + c) % len(paths)]).convert("RGB"))
-               for c in range(side)]
+        row = [
+            np.asarray(Image.open(paths[(r * side + c) % len(paths)]).convert("RGB"))
+            for c in range(side)
+        ]
         rows.append(np.concatenate(row, axis=1))
     image = np.concatenate(rows, axis=0)
     size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
