@@ -52,7 +52,7 @@ clean:
 gpu-data: install
 	$(BIN)/python bench/gpu_data.py
 
-# The recipe with vs without augmentation and pre-training, 20 fine-tuning epochs each (~75 min here).
+# The recipe with vs without augmentation and pre-training, 20 fine-tuning epochs each (87 min here).
 ablation: install
 	cd bench && ../$(BIN)/python ablation.py --finetune-epochs 20
 

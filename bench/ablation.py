@@ -13,7 +13,7 @@ final model on the test split with ``histobatch evaluate`` and appends a table t
 Every variant keeps the config's seed, crop size and learning rates; ``--finetune-epochs`` shortens
 the last stage of all of them equally (the one-cycle schedule is fitted to it). Runs are resumable:
 run the same command again after an interruption. Alone on the machine, the default recipe with 20
-fine-tuning epochs takes about 25 min per variant on 2 CPU cores (fp32).
+fine-tuning epochs took 20-33 min per variant on 2 CPU cores (fp32).
 
 Usage (from bench/)::
 
@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 from results import DATA, HERE, publish
+
+from histobatch.train.recipe import load_train_config
 
 VARIANTS = ("recipe", "no-augmentation", "no-pretraining", "contact-weight")
 DEFAULT_VARIANTS = VARIANTS[:3]
@@ -43,12 +45,7 @@ def variant_config(
     base: Path, variant: str, out: Path, finetune_epochs: int | None, contact_weight: float = 4.0
 ) -> dict:
     """The training config of ``variant``, with absolute paths, as a mapping."""
-    config = yaml.safe_load(base.read_text())
-    config["out"] = str(out)
-    for stage in config["stages"]:
-        for spec in stage["data"]:
-            path = Path(os.path.expandvars(str(spec["path"])))
-            spec["path"] = str(path if path.is_absolute() else (base.parent / path).resolve())
+    config = asdict(load_train_config(base, out=str(out)))  # paths resolved as `train` does
     if finetune_epochs:
         config["stages"][-1]["epochs"] = finetune_epochs
     if variant == "no-augmentation":
