@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -40,13 +39,9 @@ class EvaluateSettings:
         Dataset reader and type mapping (see :mod:`histobatch.train.datasets`).
     data_mpp
         µm/px of the dataset images (CoNSeP: 0.25).
-    margin, tile_size
-        Tiling as ``segment --margin/--tile-size``. ``None`` (default): an image that fits in
-        one tile of at most 1280 px is one tile without margin (the smallest multiple of 32 that
-        holds it: a crop has no context beyond its border, as in training); larger images get
-        segment's defaults (:class:`~histobatch.pipeline.SegmentSettings`).
-    batch_size
-        Tiles per forward pass.
+    margin, tile_size, batch_size
+        ``segment --margin/--tile-size/--batch-size``; ``None``: segment's defaults, so that
+        the scores are those of what ``segment`` writes for the same image.
     limit
         Evaluate only the first N images (quick checks).
     """
@@ -56,36 +51,26 @@ class EvaluateSettings:
     data_mpp: float = 0.25
     margin: int | None = None
     tile_size: int | None = None
-    batch_size: int = 2
+    batch_size: int | None = None
     limit: int | None = None
 
+    def segment_settings(self):
+        """The :class:`~histobatch.pipeline.SegmentSettings` every image is segmented with:
+        segment's defaults, the dataset's µm/px, and no report or progress bar."""
+        from histobatch.pipeline import SegmentSettings
 
-def auto_tiling(
-    image_shape: tuple[int, int], scale: float, tile_size: int | None, margin: int | None
-) -> tuple[int, int]:
-    """Tile size and margin for one image (see :class:`EvaluateSettings`).
-
-    Examples
-    --------
-    >>> auto_tiling((256, 256), 1.0, None, None)
-    (256, 0)
-    >>> auto_tiling((1000, 1000), 1.0, None, None)
-    (1024, 0)
-    >>> auto_tiling((2000, 1500), 1.0, None, None)
-    (1280, 192)
-    >>> auto_tiling((256, 256), 1.0, None, 64)
-    (384, 64)
-    """
-    from histobatch.pipeline import SegmentSettings
-
-    defaults = SegmentSettings()
-    side = math.ceil(max(image_shape) * scale)
-    if tile_size is None:
-        one_tile = math.ceil((side + 2 * (margin or 0)) / 32) * 32
-        if one_tile <= defaults.tile_size:
-            return one_tile, margin or 0
-        tile_size = defaults.tile_size
-    return tile_size, defaults.margin if margin is None else margin
+        chosen = {
+            key: value
+            for key, value in (
+                ("tile_size", self.tile_size),
+                ("margin", self.margin),
+                ("batch_size", self.batch_size),
+            )
+            if value is not None
+        }
+        return SegmentSettings(
+            **chosen, mpp=self.data_mpp, overwrite=True, report=False, progress=False
+        )
 
 
 def _predicted(folder: Path, shape: tuple[int, int]):
@@ -148,7 +133,7 @@ def evaluate_dataset(
         panoptic_quality,
     )
     from histobatch.metrics import confusion_matrix, pixel_scores
-    from histobatch.pipeline import SegmentSettings, segment_slide
+    from histobatch.pipeline import segment_slide
     from histobatch.train.datasets import read_dataset
 
     settings = settings or EvaluateSettings()
@@ -164,7 +149,6 @@ def evaluate_dataset(
         raise HistobatchError("no images to evaluate", data)
     typed = all(s.type_map is not None for s in samples)
     n_classes = config.n_classes
-    scale = settings.data_mpp / config.mpp
     radius_px = PAIRING_RADIUS_UM / settings.data_mpp
 
     matches = PointMatches()
@@ -172,6 +156,7 @@ def evaluate_dataset(
     per_image: list[dict[str, Any]] = []
     panels = []
     panel_every = max(1, len(samples) // 4)
+    segment_settings = settings.segment_settings()
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="histobatch-evaluate-"))
     # One log line per image from the pipeline would drown the progress bar.
@@ -182,20 +167,6 @@ def evaluate_dataset(
         for index, sample in enumerate(
             tqdm(samples, desc="evaluate", unit="image", disable=not progress)
         ):
-            tile_size, margin = auto_tiling(
-                sample.image.shape[:2], scale, settings.tile_size, settings.margin
-            )
-            segment_settings = SegmentSettings(
-                tile_size=tile_size,
-                margin=margin,
-                batch_size=settings.batch_size,
-                readers=1,
-                mpp=settings.data_mpp,
-                overwrite=True,
-                all_tiles=True,
-                report=False,
-                progress=False,
-            )
             image_path = work / f"{sample.name}.png"
             Image.fromarray(sample.image).save(image_path, compress_level=1)
             result = segment_slide(image_path, work / "out", predictor, segment_settings)
@@ -256,7 +227,11 @@ def evaluate_dataset(
         "version": config.version,
         "path": str(predictor.model.path) if predictor.model.path else None,
     }
-    metrics["settings"] = {**asdict(settings), "pairing_radius_px": radius_px}
+    metrics["settings"] = {
+        **asdict(settings),
+        "segment": asdict(segment_settings),
+        "pairing_radius_px": radius_px,
+    }
     metrics["device"] = str(predictor.device)
     metrics["runtime_s"] = round(runtime, 1)
     if typed:

@@ -68,6 +68,13 @@ class Predictor:
             return output_to_maps(out.float(), self.model.config).cpu().numpy()
 
 
+def normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 normalised with the model's mean and std."""
+    array = image.astype(np.float32) / 255.0
+    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
 def output_to_maps(out, config):
     """``(B, 2 + K, H, W)`` maps (nuclear probability, centre distance, K class probabilities)
     from a ``(B, 1 + S + K, H, W)`` raw float network output of a model with ``config``."""
@@ -126,3 +133,33 @@ def read_ahead(
             take = min(batch_size, len(pending))
             group = [pending.popleft() for _ in range(take)]
             yield [t for t, _ in group], np.stack([f.result() for _, f in group])
+
+
+def predict_full(
+    network, image: np.ndarray, mean, std, device: str, dtype, multiple: int = 32
+) -> np.ndarray:
+    """Raw network output ``(C, H, W)`` float32 for one whole image (training-time validation).
+
+    The image is reflect-padded to a multiple of ``multiple`` (the model's
+    :attr:`~histobatch.model.ModelConfig.size_multiple`) and the output cropped back.
+    """
+    import torch
+
+    h, w = image.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    tensor = torch.from_numpy(normalise(padded, mean, std))[None].to(device)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
+    ):
+        out = network(tensor)
+    return out.float()[0, :, :h, :w].cpu().numpy()
+
+
+def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:
+    """``(2 + K, H, W)`` maps as :class:`Predictor` returns them, from one image's raw network
+    output ``(C, H, W)``."""
+    import torch
+
+    return output_to_maps(torch.from_numpy(raw)[None], model_config)[0].numpy()

@@ -66,6 +66,11 @@ class ModelConfig:
         How the network tells touching nuclei apart: ``hv`` or ``distance`` (see module doc).
     mean, std
         Per-channel normalisation of RGB values scaled to [0, 1].
+    pixel_shuffle
+        The network runs on a grid this many times coarser than its input and output: the RGB
+        input is folded into ``3 * f²`` channels (``PixelUnshuffle``) and the output unfolded again
+        (``PixelShuffle``), so maps come out at the full resolution of ``mpp`` (e.g. 40x) for the
+        compute of a network at ``f`` times the pixel size (e.g. 20x). 1 = a plain network.
     """
 
     name: str = "untrained"
@@ -80,6 +85,7 @@ class ModelConfig:
     separation: str = "hv"
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    pixel_shuffle: int = 1
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +104,11 @@ class ModelConfig:
     def type_offset(self) -> int:
         """Index of the first type logit in the network output."""
         return 1 + self.n_separation
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (encoder strides x pixel shuffle)."""
+        return 2**self.encoder_depth * self.pixel_shuffle
 
     @property
     def n_outputs(self) -> int:
@@ -128,6 +139,8 @@ class ModelConfig:
             )
         if not config.mpp or config.mpp <= 0:
             raise ValueError(f"mpp must be positive, got {config.mpp!r}")
+        if config.pixel_shuffle not in (1, 2, 4):
+            raise ValueError(f"pixel_shuffle must be 1, 2 or 4, got {config.pixel_shuffle!r}")
         return config
 
 
@@ -148,17 +161,24 @@ def build_network(config: ModelConfig, encoder_weights: str | None = None):
     """
     import segmentation_models_pytorch as smp
 
+    factor = config.pixel_shuffle
     try:
-        return smp.create_model(
+        network = smp.create_model(
             config.architecture,
             encoder_name=config.encoder,
             encoder_depth=config.encoder_depth,
             encoder_weights=encoder_weights,
             decoder_channels=list(config.decoder_channels)[: config.encoder_depth],
-            classes=config.n_outputs,
+            in_channels=3 * factor**2,
+            classes=config.n_outputs * factor**2,
         )
     except KeyError as exc:  # smp lists the valid names in its message
         raise ModelError(f"unknown architecture or encoder: {exc}") from None
+    if factor == 1:
+        return network
+    from histobatch.shuffle_network import PixelShuffleNetwork
+
+    return PixelShuffleNetwork(network, factor)
 
 
 @dataclass

@@ -286,7 +286,13 @@ def _segment_locked(
             normalizer = slide_normalizer(settings.stain_norm, settings.stain_target)
             normalizer.fit_source(tissue_pixels(tissue.thumbnail, tissue.mask))
             tile_space = StainNormalizedSpace(space, normalizer)
-        grid = TileGrid.fitted(space.width, space.height, settings.tile_size, settings.margin)
+        grid = TileGrid.fitted(
+            space.width,
+            space.height,
+            settings.tile_size,
+            settings.margin,
+            multiple=config.size_multiple,
+        )
         mask_scale = tissue.downsample * space.scale
         if settings.all_tiles:
             tiles = grid.tiles()

@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 #: Plausible µm/px range for brightfield scans (about 400x down to 0.5x objective).
 MPP_RANGE = (0.05, 20.0)
 PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+#: What a plain image (PNG, JPEG, ...) shows beyond its border: ``reflect`` (its own pixels
+#: mirrored, as for a field of view cut from tissue) or ``white`` (glass, as beyond a slide's
+#: scan area). See bench/RESULTS.md "Plain images: what lies beyond the border".
+PLAIN_IMAGE_OUTSIDE = "reflect"
 
 
 @dataclass
@@ -41,6 +45,9 @@ class Slide:
         Micrometres per level-0 pixel (``None`` when unknown).
     mpp_source
         Where ``mpp`` came from: ``metadata``, ``--mpp`` or ``none``.
+    outside
+        What :meth:`read_region` returns beyond the image: ``white`` (glass; slides) or
+        ``reflect`` (mirrored pixels; plain images, see :data:`PLAIN_IMAGE_OUTSIDE`).
     """
 
     path: Path
@@ -52,6 +59,7 @@ class Slide:
     properties: dict[str, str] = field(default_factory=dict, repr=False)
     _handle: object = field(default=None, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)
+    outside: str = "white"
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -59,7 +67,7 @@ class Slide:
         return self.level_dimensions[0]
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """RGB pixels of a region of one level, white outside the slide.
+        """RGB pixels of a region of one level, white (or mirrored, see ``outside``) beyond it.
 
         Parameters
         ----------
@@ -76,6 +84,8 @@ class Slide:
             ``(height, width, 3)`` uint8.
         """
         if self._array is not None:
+            if self.outside == "reflect":
+                return _crop_reflected(self._array, x, y, width, height)
             return _crop_padded(self._array, x, y, width, height)
         downsample = self.level_downsamples[level]
         try:
@@ -151,6 +161,22 @@ def _crop_padded(array: np.ndarray, x: int, y: int, width: int, height: int) -> 
     if x1 > x0 and y1 > y0:
         out[y0 - y : y1 - y, x0 - x : x1 - x] = array[y0:y1, x0:x1]
     return out
+
+
+def _reflect_indices(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start .. start + length - 1`` mirrored into ``[0, size)`` (edge pixel repeated,
+    as numpy's ``symmetric`` padding, however far outside)."""
+    index = np.arange(start, start + length) % (2 * size)
+    return np.where(index < size, index, 2 * size - 1 - index)
+
+
+def _crop_reflected(array: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:
+    h, w = array.shape[:2]
+    if x >= 0 and y >= 0 and x + width <= w and y + height <= h:
+        return np.ascontiguousarray(array[y : y + height, x : x + width])
+    rows = _reflect_indices(y, height, h)
+    cols = _reflect_indices(x, width, w)
+    return np.ascontiguousarray(array[rows[:, None], cols[None, :]])
 
 
 def check_mpp(mpp: float, source: str, path: Path) -> float:
@@ -342,4 +368,7 @@ def open_slide(path: str | Path, mpp: float | None = None, require_mpp: bool = T
         raise SlideError(
             f"{missing}; pass --mpp (e.g. --mpp 0.25 for 40x, --mpp 0.5 for 20x)", path
         )
-    return Slide(path, fmt, dims, downsamples, chosen, source, properties, handle, array)
+    slide = Slide(path, fmt, dims, downsamples, chosen, source, properties, handle, array)
+    if array is not None:
+        slide.outside = PLAIN_IMAGE_OUTSIDE
+    return slide

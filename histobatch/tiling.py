@@ -66,7 +66,8 @@ class TileGrid:
         """The grid of fewest tiles of at most ``tile_size`` that covers the image, with cores
         shrunk to share it evenly (so that the last row and column are not mostly padding).
 
-        The tile side (core + 2 x margin) stays a multiple of ``multiple`` (the network's stride).
+        The tile side (core + 2 x margin) stays a multiple of ``multiple`` (the network's stride),
+        at most ``tile_size`` rounded down to one.
 
         Examples
         --------
@@ -74,7 +75,7 @@ class TileGrid:
         >>> grid.rows, grid.cols, grid.core, grid.tile_size
         (3, 3, 1376, 1568)
         """
-        largest = tile_size - 2 * margin
+        largest = tile_size // multiple * multiple - 2 * margin
         if largest <= 0:
             raise ValueError("tile size leaves no core")
         cols, rows = -(-width // largest), -(-height // largest)

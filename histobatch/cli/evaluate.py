@@ -40,19 +40,9 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option(
     "--data-mpp", type=float, default=0.25, show_default=True, help="µm/px of the images."
 )
-@click.option(
-    "--margin",
-    type=int,
-    default=None,
-    help="Tile margin (default: none when an image fits in one tile, else segment's default).",
-)
-@click.option(
-    "--tile-size",
-    type=int,
-    default=None,
-    help="Network input size (default: one tile per image up to 1280 px, else 1280).",
-)
-@click.option("--batch-size", type=int, default=2, show_default=True)
+@click.option("--margin", type=int, default=None, help="Tile margin (default: segment's).")
+@click.option("--tile-size", type=int, default=None, help="Largest tile (default: segment's).")
+@click.option("--batch-size", type=int, default=None, help="Tiles per batch (default: segment's).")
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
 @device_option
 @precision_option
@@ -80,7 +70,8 @@ def evaluate(
     """Score a model on an annotated dataset: Dice, AJI, DQ/SQ/PQ (per image, averaged), F_d and
     F_c per type (centroids paired within 3 µm = 12 px at 40x, pooled), pixel accuracy and IoU.
 
-    The images go through the same tiling, post-processing and stitching as 'segment'.
+    Every image is segmented exactly as 'segment IMAGE --mpp DATA_MPP' segments it (same
+    tiling, margins, post-processing and stitching), and what that writes is scored.
     """
     from histobatch.device import configure_threads, resolve_device
     from histobatch.evaluate import EvaluateSettings, evaluate_dataset

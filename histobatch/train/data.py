@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from histobatch.inference import normalise
 from histobatch.targets import contact_pixels, separation_targets
 from histobatch.train.datasets import Sample
 
-
-def normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 normalised."""
-    array = image.astype(np.float32) / 255.0
-    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+__all__ = ["CropDataset", "normalise"]
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -40,6 +36,13 @@ class CropDataset(torch.utils.data.Dataset):
         Extra weight of the separation loss on pixels where touching nuclei meet
         (:func:`histobatch.targets.contact_pixels`): their weight is ``1 + contact_weight``,
         every other pixel's 1. 0 gives uniform weights.
+    probabilities
+        Probability of drawing each sample for a crop (see
+        :func:`histobatch.train.sources.sampling_probabilities`); default: by image area.
+    crop_size
+        Side of the augmentation's random crop. Given, a random window of that size is cut from
+        a larger image before the augmentation runs (the same crop, without the augmentation
+        touching the whole image: 10 ms saved per crop of a 1000² image).
     """
 
     def __init__(
@@ -51,6 +54,8 @@ class CropDataset(torch.utils.data.Dataset):
         length: int,
         separation: str = "hv",
         contact_weight: float = 0.0,
+        probabilities: np.ndarray | None = None,
+        crop_size: int | None = None,
     ) -> None:
         self.separation = separation
         self.contact_weight = float(contact_weight)
@@ -59,12 +64,15 @@ class CropDataset(torch.utils.data.Dataset):
         self.mean = mean
         self.std = std
         self.length = length
-        areas = np.array([s.inst_map.size for s in samples], np.float64)
-        self.weights = areas / areas.sum()
+        if probabilities is None:
+            areas = np.array([s.inst_map.size for s in samples], np.float64)
+            probabilities = areas / areas.sum()
+        self.weights = np.asarray(probabilities, np.float64)
         self.order = np.arange(length) % len(samples)
+        self.crop_size = crop_size
 
     def reshuffle(self, rng: np.random.Generator) -> None:
-        """Draw this epoch's image for every item (images weighted by area)."""
+        """Draw this epoch's image for every item (by the sampling probabilities)."""
         self.order = rng.choice(len(self.samples), size=self.length, p=self.weights)
 
     def __len__(self) -> int:
@@ -73,8 +81,15 @@ class CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[int(self.order[index])]
         has_types = sample.type_map is not None
-        types = sample.type_map if has_types else np.zeros_like(sample.inst_map)
-        out = self.augmentation(image=sample.image, masks=[sample.inst_map, types.astype(np.int32)])
+        image, inst_map = sample.image, sample.inst_map
+        types = sample.type_map if has_types else np.zeros(inst_map.shape, np.int32)
+        if self.crop_size:
+            h, w = inst_map.shape
+            y = np.random.randint(0, max(h - self.crop_size, 0) + 1)  # noqa: NPY002 - seeded per epoch/worker
+            x = np.random.randint(0, max(w - self.crop_size, 0) + 1)  # noqa: NPY002
+            window = np.s_[y : y + self.crop_size, x : x + self.crop_size]
+            image, inst_map, types = image[window], inst_map[window], types[window]
+        out = self.augmentation(image=image, masks=[inst_map, types.astype(np.int32)])
         inst, tp = out["masks"]
         inst = np.asarray(inst, np.int32)
         weight = np.ones(inst.shape, np.float32)

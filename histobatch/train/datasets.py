@@ -202,7 +202,8 @@ def read_dataset(
     folder: str | Path,
     class_map: str,
     scale: float = 1.0,
-    include: str | None = None,
+    include: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
 ) -> list[Sample]:
     """Read a dataset and optionally rescale it (e.g. 2.0 brings 20x images to 40x).
 
@@ -214,8 +215,9 @@ def read_dataset(
         Name of a map in :data:`CLASS_MAPS`.
     scale
         Resize factor (images as slides are resampled to the model grid, labels nearest).
-    include
-        Optional glob on image stems, e.g. ``"image0[1-7]"``.
+    include, exclude
+        Optional globs (one or a list) on image stems, e.g. ``"image0[1-7]"``: keep the images
+        that match an ``include`` and no ``exclude``.
     """
     if layout not in READERS:
         choices = ", ".join(READERS)
@@ -225,11 +227,18 @@ def read_dataset(
         raise HistobatchError("dataset folder not found", folder)
     samples = READERS[layout](folder, class_map=class_map)
     if include:
-        samples = [s for s in samples if fnmatch.fnmatch(s.name, include)]
+        samples = [s for s in samples if _matches(s.name, include)]
+    if exclude:
+        samples = [s for s in samples if not _matches(s.name, exclude)]
     if scale != 1.0:
         samples = [rescale_sample(s, scale) for s in samples]
     logger.info("read %d images from %s (%s, %s)", len(samples), folder, layout, class_map)
     return samples
+
+
+def _matches(name: str, patterns: str | list[str]) -> bool:
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
 
 
 def rescale_sample(sample: Sample, scale: float) -> Sample:

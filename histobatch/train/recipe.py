@@ -26,13 +26,35 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataSpec:
-    """One dataset of a stage (see :func:`histobatch.train.datasets.read_dataset`)."""
+    """One dataset of a stage (see :func:`histobatch.train.datasets.read_dataset` and
+    :mod:`histobatch.train.sources`).
+
+    Attributes
+    ----------
+    include, exclude
+        Globs (one or a list) on image names to keep or leave out.
+    name
+        Source name (default: folder name and include pattern); datasets with one name are one
+        source.
+    weight
+        Share of the stage's crops drawn from this source (relative; default by area).
+    role
+        ``train`` (split by tile/patient into training and validation), ``val`` (validation
+        only: e.g. held-out organs) or ``all`` (training only).
+    val_fraction
+        This source's validation share (default: the run's ``val_fraction``).
+    """
 
     layout: str
     path: str
     class_map: str = "none"
     scale: float = 1.0
-    include: str | None = None
+    include: str | list[str] | None = None
+    exclude: str | list[str] | None = None
+    name: str | None = None
+    weight: float | None = None
+    role: str = "train"
+    val_fraction: float | None = None
 
 
 @dataclass
@@ -77,6 +99,11 @@ class TrainConfig:
         Processes that make the augmented crops (0: the training process itself, as on a 2-core
         CPU). A GPU needs several to be kept busy. Runs are reproducible for a given number of
         workers: worker ``k`` of an epoch seeds its augmentation from the epoch and ``k``.
+    pixel_shuffle
+        Run the network on a grid this many times coarser than ``mpp`` (see
+        :class:`histobatch.model.ModelConfig`): 2 gives 40x maps for the compute of 20x.
+    val_every
+        Validate every this many epochs (and after each stage's last epoch).
     """
 
     out: str = "runs/model"
@@ -99,6 +126,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     contact_weight: float = 0.0
     tune_postprocess: bool = True
+    pixel_shuffle: int = 1
+    val_every: int = 1
     stages: list[StageSpec] = field(default_factory=list)
 
     @classmethod
@@ -226,13 +255,10 @@ def _reset_head(network) -> None:
             module.reset_parameters()
 
 
-def _stage_samples(stage: StageSpec, config: TrainConfig):
-    from histobatch.train.datasets import read_dataset, split_by_group
+def _stage_sources(stage: StageSpec, config: TrainConfig):
+    from histobatch.train.sources import read_sources
 
-    samples = []
-    for spec in stage.data:
-        samples += read_dataset(spec.layout, spec.path, spec.class_map, spec.scale, spec.include)
-    return split_by_group(samples, config.val_fraction, config.seed)
+    return read_sources(stage.data, config.val_fraction, config.seed)
 
 
 def _type_weights(stage: StageSpec, train_samples, n_classes: int):
@@ -259,118 +285,6 @@ def _type_weights(stage: StageSpec, train_samples, n_classes: int):
     )
 
 
-def predict_full(network, image: np.ndarray, mean, std, device: str, dtype) -> np.ndarray:
-    """Raw network output ``(C, H, W)`` float32 for one image, padded to a multiple of 32."""
-    import torch
-
-    from histobatch.train.data import normalise
-
-    h, w = image.shape[:2]
-    ph, pw = (-h) % 32, (-w) % 32
-    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-    tensor = torch.from_numpy(normalise(padded, mean, std))[None].to(device)
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
-    ):
-        out = network(tensor)
-    return out.float()[0, :, :h, :w].cpu().numpy()
-
-
-def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:
-    """``(2 + K, H, W)`` maps as :class:`histobatch.inference.Predictor` returns them, from one
-    image's raw network output."""
-    import torch
-
-    from histobatch.inference import output_to_maps
-
-    return output_to_maps(torch.from_numpy(raw)[None], model_config)[0].numpy()
-
-
-def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
-    """Validation scores from one forward pass per image.
-
-    Returns the loss, nuclear-pixel Dice, the nucleus metrics after post-processing (AJI and PQ
-    averaged over images, F_d and F_c pooled; see :mod:`histobatch.instance_metrics`) and, for
-    typed data, pixel accuracy, IoU per class, mean IoU and the confusion matrix (a pixel's class
-    is its most probable nucleus type where the nuclear-pixel head says "nucleus").
-    """
-    import torch
-
-    from histobatch.instance_metrics import (
-        PointMatches,
-        aji,
-        instance_centroids,
-        panoptic_quality,
-    )
-    from histobatch.metrics import confusion_matrix, pixel_scores
-    from histobatch.postprocess import instances_from_maps
-    from histobatch.targets import separation_targets
-    from histobatch.train.losses import nucleus_loss
-
-    n_classes = model_config.n_classes
-    offset = model_config.type_offset
-    confusion = np.zeros((n_classes, n_classes), np.int64)
-    inter = union_sum = loss_sum = 0.0
-    ajis, pqs = [], []
-    matches = PointMatches()
-    typed = False
-    network.eval()
-    for sample in samples:
-        out = predict_full(
-            network, sample.image, model_config.mean, model_config.std, device, dtype
-        )
-        has = sample.type_map is not None
-        types = sample.type_map if has else np.zeros_like(sample.inst_map)
-        loss, _ = nucleus_loss(
-            torch.from_numpy(out)[None],
-            torch.from_numpy((sample.inst_map > 0).astype(np.float32))[None],
-            torch.from_numpy(separation_targets(sample.inst_map, model_config.separation))[None],
-            torch.from_numpy(types.astype(np.int64))[None],
-            torch.tensor([has]),
-            separation=model_config.separation,
-        )
-        loss_sum += float(loss)
-        nuclear = out[0] > 0
-        truth = sample.inst_map > 0
-        inter += float((nuclear & truth).sum())
-        union_sum += float(nuclear.sum() + truth.sum())
-        maps = raw_to_maps(out, model_config)
-        found = instances_from_maps(maps[0], maps[1], maps[2:], model_config.postprocess)
-        ajis.append(aji(sample.inst_map, found.labels))
-        pqs.append(panoptic_quality(sample.inst_map, found.labels).pq)
-        true_xy, true_types = instance_centroids(sample.inst_map, sample.type_map)
-        pred_xy, _ = instance_centroids(found.labels)
-        matches.add(true_xy, true_types, pred_xy, found.types, 3.0 / model_config.mpp)
-        if has:
-            typed = True
-            pred = np.where(nuclear, out[offset + 1 :].argmax(0) + 1, 0)
-            confusion += confusion_matrix(sample.type_map, pred, n_classes)
-    result: dict[str, Any] = {
-        "val_loss": loss_sum / max(len(samples), 1),
-        "val_np_dice": 2 * inter / union_sum if union_sum else float("nan"),
-        "val_aji": float(np.nanmean(ajis)) if ajis else float("nan"),
-        "val_pq": float(np.nanmean(pqs)) if pqs else float("nan"),
-        "val_f_d": matches.detection_f1(),
-    }
-    if typed:
-        scores = pixel_scores(confusion, model_config.class_names)
-        result.update(
-            {
-                "val_f_c": {
-                    name: matches.type_f1(i)
-                    for i, name in enumerate(model_config.class_names)
-                    if i > 0
-                },
-                "val_pixel_accuracy": scores["pixel_accuracy"],
-                "val_iou": scores["iou"],
-                "val_miou": scores["miou"],
-                "val_confusion": confusion.tolist(),
-            }
-        )
-    return result
-
-
 def train(
     config: TrainConfig, resume: bool = False, progress: bool = True, export_only: bool = False
 ) -> Path:
@@ -389,6 +303,8 @@ def train(
     from histobatch.train.augment import build_augmentation
     from histobatch.train.data import CropDataset
     from histobatch.train.losses import nucleus_loss
+    from histobatch.train.sources import sampling_probabilities, source_name
+    from histobatch.train.validation import validate_sources
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -409,6 +325,7 @@ def train(
         class_colors=colors,
         mpp=config.mpp,
         separation=config.separation,
+        pixel_shuffle=config.pixel_shuffle,
     )
     _seed_everything(config.seed)
     model = new_model(model_config, "imagenet" if config.init == "imagenet" else None)
@@ -434,7 +351,8 @@ def train(
     for stage_index, stage in enumerate(config.stages):
         if stage_index < start_stage:
             continue
-        train_samples, val_samples = _stage_samples(stage, config)
+        sources = _stage_sources(stage, config)
+        train_samples, probabilities = sampling_probabilities(sources)
         if not train_samples:
             raise HistobatchError(f"stage {stage.name}: no training images")
         if stage.reset_head and not (state and stage_index == start_stage and start_epoch > 0):
@@ -463,6 +381,8 @@ def train(
             steps * config.batch_size,
             model_config.separation,
             config.contact_weight,
+            probabilities,
+            config.crop_size,
         )
         optimizer = torch.optim.AdamW(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -477,7 +397,7 @@ def train(
             "stage %s: %d train / %d val images, %d epochs x %d steps, lr %g, freeze %s",
             stage.name,
             len(train_samples),
-            len(val_samples),
+            sum(len(source.val) for source in sources),
             stage.epochs,
             steps,
             stage.lr,
@@ -544,10 +464,10 @@ def train(
                     if k != "total"
                 },
             }
-            if val_samples:
-                val = evaluate_validation(network, val_samples, model_config, device, dtype)
+            if (epoch + 1) % max(config.val_every, 1) == 0 or epoch + 1 == stage.epochs:
+                val = validate_sources(network, sources, model_config, device, dtype)
                 record.update(val)
-                last_val = val
+                last_val = val or last_val
             record["elapsed_s"] = round(time.time() - started, 1)
             history.append(record)
             logger.info(
@@ -604,12 +524,13 @@ def train(
     if config.tune_postprocess:
         from histobatch.train.thresholds import tune_postprocess
 
-        _, val_samples = _stage_samples(config.stages[-1], config)
+        sources = _stage_sources(config.stages[-1], config)
+        val_samples = [sample for source in sources for sample in source.val]
         if val_samples:
             best, table = tune_postprocess(network, val_samples, model_config, device, dtype)
             model_config.postprocess = best
             (out / "postprocess_tuning.json").write_text(json.dumps(table, indent=1) + "\n")
-            last_val = evaluate_validation(network, val_samples, model_config, device, dtype)
+            last_val = validate_sources(network, sources, model_config, device, dtype)
     model_config.provenance = {
         "recipe": [asdict(s) for s in config.stages],
         "init": config.init,
@@ -618,6 +539,7 @@ def train(
         "batch_size": config.batch_size,
         "augment": config.augment,
         "contact_weight": config.contact_weight,
+        "data": sorted({source_name(d) for stage in config.stages for d in stage.data}),
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "device": device,
         "train_time_s": round(time.time() - started, 1),
@@ -650,6 +572,7 @@ def _write_final_figures(
     out: Path, network, config: TrainConfig, model_config, device, dtype
 ) -> None:
     """confusion.png (last validation) and samples.png (validation and training rows)."""
+    from histobatch.inference import predict_full
     from histobatch.plots import plot_confusion, plot_samples
 
     history = (
@@ -663,12 +586,20 @@ def _write_final_figures(
             out / "confusion.png",
             title="validation pixels (rows: truth)",
         )
-    train_samples, val_samples = _stage_samples(config.stages[-1], config)
+    sources = _stage_sources(config.stages[-1], config)
+    train_samples = [sample for source in sources for sample in source.train]
+    val_samples = [sample for source in sources for sample in source.val]
     rows = []
     for label, group in (("validation", val_samples), ("train", train_samples)):
         for sample in group[:: max(1, len(group) // 3)][:3]:
             raw = predict_full(
-                network, sample.image, model_config.mean, model_config.std, device, dtype
+                network,
+                sample.image,
+                model_config.mean,
+                model_config.std,
+                device,
+                dtype,
+                model_config.size_multiple,
             )
             pred = np.where(raw[0] > 0, raw[model_config.type_offset + 1 :].argmax(0) + 1, 0)
             truth = sample.type_map if sample.type_map is not None else (sample.inst_map > 0)

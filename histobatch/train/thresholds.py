@@ -37,14 +37,22 @@ def tune_postprocess(
     table : list of dict
         Mean PQ and AJI of every combination.
     """
+    from histobatch.inference import predict_full, raw_to_maps
     from histobatch.instance_metrics import aji, panoptic_quality
     from histobatch.postprocess import instances_from_maps
-    from histobatch.train.recipe import predict_full, raw_to_maps
 
     network.eval()
     maps = [
         raw_to_maps(
-            predict_full(network, s.image, model_config.mean, model_config.std, device, dtype),
+            predict_full(
+                network,
+                s.image,
+                model_config.mean,
+                model_config.std,
+                device,
+                dtype,
+                model_config.size_multiple,
+            ),
             model_config,
         )
         for s in samples

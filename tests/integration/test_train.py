@@ -189,3 +189,31 @@ def test_augmentation_moves_image_and_masks_together(strength):
         assert np.array_equal(np.asarray(doubled), np.asarray(moved) * 2)
     with pytest.raises(ValueError, match="stain"):
         build_augmentation("strong")
+
+
+def test_robust_augmentation_rescales_image_and_masks_together():
+    """``robust`` rescales isotropically (0.8-1.25): image, instance and type maps stay aligned
+    and nuclei change area by at most the squared scale range."""
+    from histobatch.train.augment import SCALE_RANGE, build_augmentation
+
+    image = np.full((64, 64, 3), 230, np.uint8)
+    inst = np.zeros((64, 64), np.int32)
+    inst[22:42, 22:42] = 3  # a centred 20x20 block: 400 px
+    image[inst > 0] = (60, 20, 120)
+    transform = build_augmentation("robust", crop_size=64)
+    areas = set()
+    for seed in range(12):
+        transform.set_random_seed(seed)
+        out = transform(image=image, masks=[inst, inst * 2])
+        moved, doubled = (np.asarray(m) for m in out["masks"])
+        assert out["image"].shape == (64, 64, 3) and moved.dtype == np.int32
+        assert set(np.unique(moved)) <= {0, 3}  # nearest: no new label values
+        assert np.array_equal(doubled, moved * 2)
+        area = int((moved == 3).sum())
+        low, high = SCALE_RANGE
+        assert 400 * low**2 * 0.9 <= area <= 400 * high**2 * 1.1
+        areas.add(area)
+        # The dark block in the image is where the mask is (stain and colour jitter included).
+        grey = out["image"].astype(float).mean(axis=2)
+        assert grey[moved == 3].mean() < grey[moved == 0].mean() - 40
+    assert len(areas) > 3  # the scale does vary

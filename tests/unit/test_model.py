@@ -53,3 +53,35 @@ def test_bad_model_folders(tmp_path):
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(ModelError, match="unknown"):
         new_model(ModelConfig(encoder="resnet-does-not-exist"))
+
+
+def test_pixel_shuffle_network_keeps_the_resolution_and_saves_like_a_plain_one(tmp_path):
+    config = ModelConfig(
+        encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 8], pixel_shuffle=2
+    )
+    assert config.size_multiple == 16
+    model = new_model(config)
+    inner = model.network.inner
+    assert inner.encoder.conv1.in_channels == 12  # 2x2 pixel blocks as channels
+    assert model.network.encoder is inner.encoder
+    assert model.network.segmentation_head is inner.segmentation_head
+    x = torch.rand(2, 3, 32, 48)
+    out = model.network(x)
+    assert out.shape == (2, config.n_outputs, 32, 48)
+    out.mean().backward()
+    assert inner.encoder.conv1.weight.grad.abs().sum() > 0
+    # Each output pixel of a 2x2 block has its own channel of the inner network's output.
+    model.network.eval()
+    with torch.no_grad():
+        raw = inner(model.network.unshuffle(x))
+        assert torch.equal(model.network(x)[:, :, 1::2, 0::2], raw[:, 2::4])
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.pixel_shuffle == 2
+    with torch.no_grad():
+        assert torch.allclose(loaded.network(x), model.network(x), atol=5e-2)
+
+
+def test_pixel_shuffle_factor_is_checked():
+    with pytest.raises(ValueError, match="pixel_shuffle"):
+        ModelConfig.from_dict({"pixel_shuffle": 3})

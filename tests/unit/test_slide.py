@@ -140,3 +140,21 @@ def test_jpeg2000_svs_without_mpp_needs_the_flag():
     with open_slide(path, mpp=0.5) as slide:
         tile = slide.read_region(0, 2000, 1500, 64, 64)
         assert tile.std() > 0  # real JPEG 2000 pixels decoded
+
+
+def test_plain_images_are_mirrored_beyond_their_border_and_slides_are_white(tmp_path):
+    """A plain image (a field of view cut from tissue) continues as its own mirror image; a
+    slide's outside is glass (white)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 200, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "fov.png")
+    with open_slide(tmp_path / "fov.png", mpp=0.25) as slide:
+        assert slide.outside == "reflect"
+        region = slide.read_region(0, -5, -3, 70, 27)
+        expected = np.pad(pixels, ((3, 4), (5, 35), (0, 0)), mode="symmetric")
+        assert np.array_equal(region, expected)
+        assert np.array_equal(slide.read_region(0, 2, 3, 10, 10), pixels[3:13, 2:12])
+        slide.outside = "white"
+        assert (slide.read_region(0, -5, -3, 70, 27)[:3] == 255).all()
