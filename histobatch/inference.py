@@ -136,25 +136,34 @@ def read_ahead(
 
 
 def predict_full(
-    network, image: np.ndarray, mean, std, device: str, dtype, multiple: int = 32
+    network,
+    image: np.ndarray,
+    mean,
+    std,
+    device: str,
+    dtype,
+    multiple: int = 32,
+    margin: int = 0,
 ) -> np.ndarray:
     """Raw network output ``(C, H, W)`` float32 for one whole image (training-time validation).
 
-    The image is reflect-padded to a multiple of ``multiple`` (the model's
-    :attr:`~histobatch.model.ModelConfig.size_multiple`) and the output cropped back.
+    The image is mirrored by ``margin`` pixels on every side (as ``segment`` mirrors a plain
+    image into its tile margins), then to a multiple of ``multiple`` (the model's
+    :attr:`~histobatch.model.ModelConfig.size_multiple`); the output is cropped back.
     """
     import torch
 
     h, w = image.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+    ph, pw = (-(h + 2 * margin)) % multiple, (-(w + 2 * margin)) % multiple
+    pad = ((margin, margin + ph), (margin, margin + pw), (0, 0))
+    padded = np.pad(image, pad, mode="reflect")
     tensor = torch.from_numpy(normalise(padded, mean, std))[None].to(device)
     with (
         torch.inference_mode(),
         torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
     ):
         out = network(tensor)
-    return out.float()[0, :, :h, :w].cpu().numpy()
+    return out.float()[0, :, margin : margin + h, margin : margin + w].cpu().numpy()
 
 
 def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:

@@ -164,10 +164,17 @@ def _crop_padded(array: np.ndarray, x: int, y: int, width: int, height: int) -> 
 
 
 def _reflect_indices(start: int, length: int, size: int) -> np.ndarray:
-    """Indices ``start .. start + length - 1`` mirrored into ``[0, size)`` (edge pixel repeated,
-    as numpy's ``symmetric`` padding, however far outside)."""
-    index = np.arange(start, start + length) % (2 * size)
-    return np.where(index < size, index, 2 * size - 1 - index)
+    """Indices ``start .. start + length - 1`` mirrored into ``[0, size)`` about the edge pixels
+    (numpy's ``reflect`` padding, however far outside).
+
+    The edge pixel is not repeated, so a nucleus cut by the border and its mirror image form one
+    blob centred on the edge pixel: inside the image, where the tile that owns it keeps it.
+    """
+    if size == 1:
+        return np.zeros(length, np.int64)
+    period = 2 * (size - 1)
+    index = np.arange(start, start + length) % period
+    return np.where(index < size, index, period - index)
 
 
 def _crop_reflected(array: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:

@@ -25,7 +25,9 @@ def build_augmentation(strength: str = "default", crop_size: int | None = None):
         ``"none"`` (only the crop), ``"default"``, ``"stain"`` (default + H&E stain jitter) or
         ``"robust"`` (stain + isotropic rescale, see :data:`SCALE_RANGE`).
     crop_size
-        Random square crop taken first (images smaller than this are padded by reflection).
+        Random square crop taken first. Images smaller than this are placed at a random position
+        and mirrored beyond their border, as ``segment`` mirrors plain images (so that a network
+        trained on small crops still sees inputs of the crop size, with the context it will get).
         With ``robust`` the crop is then rescaled about its centre (reflecting at its border when
         shrunk); rescaling the crop, not the whole image, keeps it cheap.
     """
@@ -39,7 +41,9 @@ def build_augmentation(strength: str = "default", crop_size: int | None = None):
     steps = []
     if crop_size:
         steps += [
-            A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
+            A.PadIfNeeded(
+                crop_size, crop_size, position="random", border_mode=cv2.BORDER_REFLECT_101
+            ),
             A.RandomCrop(crop_size, crop_size),
         ]
     if strength == "robust":

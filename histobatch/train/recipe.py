@@ -104,6 +104,9 @@ class TrainConfig:
         :class:`histobatch.model.ModelConfig`): 2 gives 40x maps for the compute of 20x.
     val_every
         Validate every this many epochs (and after each stage's last epoch).
+    val_margin
+        Validation images are mirrored by this many pixels on every side before the forward
+        pass, as ``segment`` mirrors a plain image into its tile margins.
     """
 
     out: str = "runs/model"
@@ -128,6 +131,7 @@ class TrainConfig:
     tune_postprocess: bool = True
     pixel_shuffle: int = 1
     val_every: int = 1
+    val_margin: int = 0
     stages: list[StageSpec] = field(default_factory=list)
 
     @classmethod
@@ -465,7 +469,9 @@ def train(
                 },
             }
             if (epoch + 1) % max(config.val_every, 1) == 0 or epoch + 1 == stage.epochs:
-                val = validate_sources(network, sources, model_config, device, dtype)
+                val = validate_sources(
+                    network, sources, model_config, device, dtype, config.val_margin
+                )
                 record.update(val)
                 last_val = val or last_val
             record["elapsed_s"] = round(time.time() - started, 1)
@@ -527,10 +533,14 @@ def train(
         sources = _stage_sources(config.stages[-1], config)
         val_samples = [sample for source in sources for sample in source.val]
         if val_samples:
-            best, table = tune_postprocess(network, val_samples, model_config, device, dtype)
+            best, table = tune_postprocess(
+                network, val_samples, model_config, device, dtype, margin=config.val_margin
+            )
             model_config.postprocess = best
             (out / "postprocess_tuning.json").write_text(json.dumps(table, indent=1) + "\n")
-            last_val = validate_sources(network, sources, model_config, device, dtype)
+            last_val = validate_sources(
+                network, sources, model_config, device, dtype, config.val_margin
+            )
     model_config.provenance = {
         "recipe": [asdict(s) for s in config.stages],
         "init": config.init,

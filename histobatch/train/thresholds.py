@@ -27,6 +27,7 @@ def tune_postprocess(
     dtype,
     np_thresholds=NP_THRESHOLDS,
     marker_thresholds=MARKER_THRESHOLDS,
+    margin: int = 0,
 ):
     """Grid-search the thresholds for the best mean PQ (ties: AJI) on ``samples``.
 
@@ -52,6 +53,7 @@ def tune_postprocess(
                 device,
                 dtype,
                 model_config.size_multiple,
+                margin,
             ),
             model_config,
         )

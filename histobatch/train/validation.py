@@ -11,8 +11,9 @@ import numpy as np
 SOURCE_KEYS = ("val_loss", "val_np_dice", "val_aji", "val_pq", "val_f_d")
 
 
-def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
-    """Validation scores from one forward pass per image.
+def evaluate_validation(network, samples, model_config, device, dtype, margin: int = 0) -> dict:
+    """Validation scores from one forward pass per image (mirrored by ``margin`` pixels, as
+    ``segment`` mirrors a plain image into its tile margins).
 
     Returns the loss, nuclear-pixel Dice, the nucleus metrics after post-processing (AJI and PQ
     averaged over images, F_d and F_c pooled; see :mod:`histobatch.instance_metrics`) and, for
@@ -50,6 +51,7 @@ def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
             device,
             dtype,
             model_config.size_multiple,
+            margin,
         )
         has = sample.type_map is not None
         types = sample.type_map if has else np.zeros_like(sample.inst_map)
@@ -102,7 +104,9 @@ def evaluate_validation(network, samples, model_config, device, dtype) -> dict:
     return result
 
 
-def validate_sources(network, sources, model_config, device, dtype) -> dict[str, Any]:
+def validate_sources(
+    network, sources, model_config, device, dtype, margin: int = 0
+) -> dict[str, Any]:
     """:func:`evaluate_validation` for each source with validation images.
 
     The first such source (the stage's first dataset, e.g. CoNSeP) gives the headline ``val_*``
@@ -113,7 +117,7 @@ def validate_sources(network, sources, model_config, device, dtype) -> dict[str,
     for source in sources:
         if not source.val:
             continue
-        scores = evaluate_validation(network, source.val, model_config, device, dtype)
+        scores = evaluate_validation(network, source.val, model_config, device, dtype, margin)
         if not result:
             result.update(scores)
         per_source[source.name] = {key: scores[key] for key in SOURCE_KEYS}

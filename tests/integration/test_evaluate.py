@@ -86,3 +86,49 @@ def test_default_model_on_real_consep_crops(tmp_path):
         assert 0.0 < metrics[key] <= 1.0, key
     # A real nucleus model finds most nuclear pixels on its own training domain.
     assert metrics["dice"] > 0.6
+
+
+def test_evaluate_scores_exactly_what_segment_writes(consep_like, tiny_model_dir, tmp_path):
+    """One scoring path: `evaluate` gives the scores of the masks that `histobatch segment
+    IMAGE --mpp 0.25` (its defaults) writes for the same images."""
+    import numpy as np
+    import pandas as pd
+    import zarr
+    from PIL import Image
+
+    from histobatch.instance_metrics import aji, dice, panoptic_quality
+    from histobatch.train.datasets import read_consep
+
+    predictor = Predictor(load_model(tiny_model_dir), "cpu", "fp32")
+    evaluate_dataset(consep_like, predictor, tmp_path / "eval", EvaluateSettings(), False)
+    per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv").set_index("image")
+    for sample in read_consep(consep_like, "identity")[:2]:
+        image = tmp_path / f"{sample.name}.png"
+        Image.fromarray(sample.image).save(image)
+        result = CliRunner().invoke(
+            cli,
+            [
+                "segment",
+                str(image),
+                "--mpp",
+                "0.25",
+                "--model",
+                str(tiny_model_dir),
+                "-o",
+                str(tmp_path / "seg"),
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--no-report",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        folder = tmp_path / "seg" / sample.name
+        masks = np.asarray(zarr.open_group(str(folder / "masks.ome.zarr"))["instances"]["0"][:])
+        table = pd.read_parquet(folder / "nuclei.parquet")
+        row = per_image.loc[sample.name]
+        assert row.predicted_nuclei == len(table)
+        pq = panoptic_quality(sample.inst_map, masks)
+        ours = [dice(sample.inst_map, masks), aji(sample.inst_map, masks), pq.pq]
+        np.testing.assert_allclose(ours, [row.dice, row.aji, row.pq], equal_nan=True)
