@@ -1,186 +1,31 @@
 """The training recipe: optional pre-training on type-less nuclei, then heads-only training with
 the encoder frozen, then fine-tuning of the whole network at a lower rate (transfer learning).
 
-A run is described by a YAML file (see ``examples/train_consep.yaml``) and writes to its folder:
-``metrics.json`` (one entry per epoch), ``curves.png``, ``confusion.png``, ``samples.png``,
-``checkpoint.pt`` (every epoch, for ``--resume``) and the final model folder ``model/``.
+A run is described by a YAML file (see ``examples/train_mixed.yaml`` and
+:mod:`histobatch.train.config`) and writes to its folder: ``metrics.json`` (one entry per epoch),
+``curves.png``, ``confusion.png``, ``samples.png``, ``checkpoint.pt`` (every epoch, for
+``--resume``) and the final model folder ``model/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from histobatch.errors import HistobatchError
+from histobatch.train.config import DataSpec, StageSpec, TrainConfig, load_train_config
+from histobatch.train.reports import write_final_figures, write_history
+
+__all__ = ["DataSpec", "StageSpec", "TrainConfig", "load_train_config", "train"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DataSpec:
-    """One dataset of a stage (see :func:`histobatch.train.datasets.read_dataset` and
-    :mod:`histobatch.train.sources`).
-
-    Attributes
-    ----------
-    include, exclude
-        Globs (one or a list) on image names to keep or leave out.
-    name
-        Source name (default: folder name and include pattern); datasets with one name are one
-        source.
-    weight
-        Share of the stage's crops drawn from this source (relative; default by area).
-    role
-        ``train`` (split by tile/patient into training and validation), ``val`` (validation
-        only: e.g. held-out organs) or ``all`` (training only).
-    val_fraction
-        This source's validation share (default: the run's ``val_fraction``).
-    """
-
-    layout: str
-    path: str
-    class_map: str = "none"
-    scale: float = 1.0
-    include: str | list[str] | None = None
-    exclude: str | list[str] | None = None
-    name: str | None = None
-    weight: float | None = None
-    role: str = "train"
-    val_fraction: float | None = None
-
-
-@dataclass
-class StageSpec:
-    """One training stage.
-
-    Attributes
-    ----------
-    freeze
-        ``"none"`` or ``"encoder"`` (heads-only transfer step).
-    reset_head
-        Re-initialise the output layer at the start of the stage (a new head on a pre-trained net).
-    samples_per_epoch
-        Crops per epoch; default: one per 256×256 of training images.
-    type_weights
-        Class weights of the type cross-entropy: ``"none"``, ``"balanced"`` (square-root inverse
-        pixel frequency of the stage's training data, see
-        :func:`histobatch.train.losses.balanced_type_weights`) or one number per class.
-    """
-
-    name: str
-    data: list[DataSpec]
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    freeze: str = "none"
-    reset_head: bool = False
-    samples_per_epoch: int | None = None
-    type_weights: str | list[float] = "none"
-
-
-@dataclass
-class TrainConfig:
-    """A whole training run.
-
-    Attributes
-    ----------
-    contact_weight
-        Extra weight of the separation loss where touching nuclei meet (0: none); see
-        :class:`histobatch.train.data.CropDataset`.
-    workers
-        Processes that make the augmented crops (0: the training process itself, as on a 2-core
-        CPU). A GPU needs several to be kept busy. Runs are reproducible for a given number of
-        workers: worker ``k`` of an epoch seeds its augmentation from the epoch and ``k``.
-    pixel_shuffle
-        Run the network on a grid this many times coarser than ``mpp`` (see
-        :class:`histobatch.model.ModelConfig`): 2 gives 40x maps for the compute of 20x.
-    val_every
-        Validate every this many epochs (and after each stage's last epoch).
-    val_margin
-        Validation images are mirrored by this many pixels on every side before the forward
-        pass, as ``segment`` mirrors a plain image into its tile margins.
-    """
-
-    out: str = "runs/model"
-    name: str = "histobatch-nuclei"
-    seed: int = 0
-    init: str = "none"
-    encoder: str = "resnet18"
-    architecture: str = "Unet"
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])
-    separation: str = "hv"
-    mpp: float = 0.25
-    class_names: list[str] | None = None
-    crop_size: int = 256
-    batch_size: int = 8
-    augment: str = "default"
-    device: str = "auto"
-    precision: str = "auto"
-    threads: int | None = None
-    workers: int = 0
-    val_fraction: float = 0.15
-    contact_weight: float = 0.0
-    tune_postprocess: bool = True
-    pixel_shuffle: int = 1
-    val_every: int = 1
-    val_margin: int = 0
-    stages: list[StageSpec] = field(default_factory=list)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a parsed YAML mapping, with clear errors for unknown keys."""
-        data = dict(data)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise HistobatchError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        stages = []
-        for raw in data.pop("stages", []):
-            raw = dict(raw)
-            raw["data"] = [DataSpec(**d) for d in raw.get("data", [])]
-            stages.append(StageSpec(**raw))
-        config = cls(**data, stages=stages)
-        if not config.stages:
-            raise HistobatchError("the training config has no stages")
-        return config
-
-
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML training config; ``overrides`` that are not ``None`` replace its values."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise HistobatchError("training config not found", path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise HistobatchError(f"invalid YAML: {exc}", path) from None
-    # The run folder and dataset paths written in the file are relative to the file; an ``out``
-    # given on the command line is relative to the working directory.
-    if "out" in data:
-        out = Path(os.path.expandvars(str(data["out"])))
-        data["out"] = str(out if out.is_absolute() else (path.parent / out).resolve())
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    # Dataset paths are relative to the config file.
-    for stage in data.get("stages", []):
-        for spec in stage.get("data", []):
-            candidate = Path(os.path.expandvars(str(spec["path"])))
-            if not candidate.is_absolute():
-                candidate = (path.parent / candidate).resolve()
-            spec["path"] = str(candidate)
-    try:
-        return TrainConfig.from_dict(data)
-    except TypeError as exc:
-        raise HistobatchError(f"invalid training config: {exc}", path) from None
 
 
 def _seed_everything(seed: int) -> None:
@@ -504,7 +349,7 @@ def train(
                 checkpoint_path.with_suffix(".tmp"),
             )
             checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
-            _write_reports(out, history)
+            write_history(out, history)
         state = None
         start_epoch = 0
         # Mark the stage as finished so a resume starts at the next one.
@@ -564,55 +409,8 @@ def train(
         }
     model.network = network.to("cpu").to(memory_format=torch.contiguous_format)
     model_dir = save_model(model, out / "model")
-    _write_final_figures(
+    write_final_figures(
         out, network, config, model_config, "cpu", dtype if device == "cpu" else None
     )
     logger.info("model written to %s", model_dir)
     return model_dir
-
-
-def _write_reports(out: Path, history: list[dict]) -> None:
-    from histobatch.plots import plot_curves
-
-    (out / "metrics.json").write_text(json.dumps(history, indent=1) + "\n")
-    plot_curves(history, out / "curves.png")
-
-
-def _write_final_figures(
-    out: Path, network, config: TrainConfig, model_config, device, dtype
-) -> None:
-    """confusion.png (last validation) and samples.png (validation and training rows)."""
-    from histobatch.inference import predict_full
-    from histobatch.plots import plot_confusion, plot_samples
-
-    history = (
-        json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else []
-    )
-    with_confusion = [h for h in history if "val_confusion" in h]
-    if with_confusion:
-        plot_confusion(
-            np.asarray(with_confusion[-1]["val_confusion"]),
-            model_config.class_names,
-            out / "confusion.png",
-            title="validation pixels (rows: truth)",
-        )
-    sources = _stage_sources(config.stages[-1], config)
-    train_samples = [sample for source in sources for sample in source.train]
-    val_samples = [sample for source in sources for sample in source.val]
-    rows = []
-    for label, group in (("validation", val_samples), ("train", train_samples)):
-        for sample in group[:: max(1, len(group) // 3)][:3]:
-            raw = predict_full(
-                network,
-                sample.image,
-                model_config.mean,
-                model_config.std,
-                device,
-                dtype,
-                model_config.size_multiple,
-            )
-            pred = np.where(raw[0] > 0, raw[model_config.type_offset + 1 :].argmax(0) + 1, 0)
-            truth = sample.type_map if sample.type_map is not None else (sample.inst_map > 0)
-            rows.append((f"{label} {sample.name}", sample.image, truth.astype(np.int64), pred))
-    if rows:
-        plot_samples(rows, model_config.class_colors, out / "samples.png")

@@ -58,7 +58,7 @@ def source_name(spec) -> str:
 
 
 def read_sources(specs, val_fraction: float, seed: int) -> list[Source]:
-    """Read and split every dataset of a stage (see :class:`histobatch.train.recipe.DataSpec`).
+    """Read and split every dataset of a stage (see :class:`histobatch.train.config.DataSpec`).
 
     Sources that share a name are one source (e.g. CPM-15's 20x and 40x images read with
     different scales).

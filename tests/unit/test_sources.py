@@ -5,7 +5,7 @@ import pytest
 
 from histobatch.errors import HistobatchError
 from histobatch.train.datasets import Sample, read_dataset
-from histobatch.train.recipe import DataSpec
+from histobatch.train.config import DataSpec
 from histobatch.train.sources import Source, read_sources, sampling_probabilities, source_name
 from tests.conftest import write_consep_folder
 
