@@ -13,12 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from histobatch.stats import (
-    COHORT_NAME,
-    SUMMARY_NAME,
-    cohort_row,
-    temporary_name,
-)
+from histobatch.layout import SUMMARY_NAME, slide_id_of
+from histobatch.stats import COHORT_NAME, cohort_row, temporary_name
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +59,6 @@ def cohort_rows(out_dir: Path) -> list[dict]:
         except ValueError:
             failures = []
         for failure in failures:
-            from histobatch.pipeline import slide_id_of
-
             slide = slide_id_of(failure["slide"])
             if slide not in rows:
                 rows[slide] = {

@@ -204,7 +204,7 @@ def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob, norma
 
     The model and the open slide are kept between calls in the worker process.
     """
-    from histobatch.pipeline import _run_tiles
+    from histobatch.tile_runner import run_tiles
 
     with _WORKER_LOCK:
         predictor = _worker_predictor(job)
@@ -215,7 +215,7 @@ def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob, norma
             space = StainNormalizedSpace(space, normalizer)
         settings = replace(job.settings, progress=False)
         name = Path(path).name
-        _run_tiles(space, tiles, predictor, settings, Path(tiles_dir), name, len(tiles))
+        run_tiles(space, tiles, predictor, settings, Path(tiles_dir), name, len(tiles))
     return len(tiles)
 
 

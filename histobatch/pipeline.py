@@ -4,6 +4,11 @@ Outputs go to ``OUT/<slide id>/`` (a public contract, see the README): ``nuclei.
 ``masks.ome.zarr``, ``summary.json``, ``overview.png`` (and ``nuclei.csv`` on request). They are
 built in ``OUT/.<slide id>.partial/`` and renamed into place when complete, so a folder with a
 ``summary.json`` is always a finished slide; an interrupted slide resumes from its finished tiles.
+
+This module runs the steps in order under the slide's lock and publishes the result; the heavy
+steps are modules of their own: :mod:`histobatch.tile_runner` (tiles → model → spilled nuclei),
+:mod:`histobatch.assemble` (spilled tiles → table and masks), with the file names in
+:mod:`histobatch.layout`.
 """
 
 from __future__ import annotations
@@ -13,25 +18,30 @@ import math
 import os
 import shutil
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from histobatch import __version__
 from histobatch.errors import HistobatchError
-from histobatch.stats import SUMMARY_NAME, type_statistics, write_json_atomic
+from histobatch.layout import (
+    FINGERPRINT_NAME,
+    GEOJSON_NAME,
+    MASKS_NAME,
+    OVERVIEW_NAME,
+    SUMMARY_NAME,
+    TABLE_NAME,
+    TILES_DIR,
+    is_finished,
+    slide_id_of,
+)
+from histobatch.layout import check_slide_id as check_slide_id  # re-exported for older callers
+from histobatch.stats import type_statistics, write_json_atomic
+from histobatch.tile_runner import run_tiles as _run_tiles  # also re-exported for older callers
 
 logger = logging.getLogger(__name__)
 
-TABLE_NAME = "nuclei.parquet"
-MASKS_NAME = "masks.ome.zarr"
-OVERVIEW_NAME = "overview.png"
-FINGERPRINT_NAME = "run.json"
 #: A tile is run when its core, grown by this much, touches tissue: one tissue-mask pixel
 #: (8 µm) plus the largest nucleus radius, so that nuclei on the tissue's edge keep their owner
 #: without running the model on cores that only a wide margin brings near tissue.
@@ -134,29 +144,6 @@ class SlideResult:
     runtime_s: float = 0.0
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def slide_id_of(path: str | Path) -> str:
-    """Output folder name of a slide: its file name without the format suffix(es)."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
-def check_slide_id(slide_id: str) -> str:
-    """Refuse slide ids that are not a plain, visible folder name."""
-    if not slide_id or slide_id.startswith(".") or any(c in slide_id for c in "/\\\0"):
-        raise HistobatchError(
-            f"slide id {slide_id!r} is not a plain folder name; use letters, digits, '-', '_'"
-        )
-    return slide_id
-
-
-def is_finished(folder: Path) -> bool:
-    """A slide folder is finished when its summary exists (written last, then renamed)."""
-    return (folder / SUMMARY_NAME).is_file()
 
 
 def segment_slide(
@@ -268,7 +255,7 @@ def _segment_locked(
     if is_finished(work) and not settings.overwrite:  # complete, but killed before the rename
         _publish(work, final)
         return SlideResult(path, slide_id, "done", final)
-    tiles_dir = work / "tiles"
+    tiles_dir = work / TILES_DIR
     timings: dict[str, float] = {}
     config = predictor.model.config
     with open_slide(path, mpp=settings.mpp) as slide:
@@ -337,7 +324,9 @@ def _segment_locked(
         timings["tiles_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        outputs = _assemble(work, tiles, grid, space, config, settings)
+        from histobatch.assemble import assemble_outputs
+
+        outputs = assemble_outputs(work, tiles, grid, space, config, settings.csv)
         timings["assemble_s"] = time.perf_counter() - t0
         if settings.geojson:
             t0 = time.perf_counter()
@@ -417,7 +406,7 @@ def _segment_locked(
 
 def _write_geojson(folder: Path, scale: float, name: str) -> None:
     """``nuclei.geojson``; a failure is reported (``histobatch export geojson`` can redo it)."""
-    from histobatch.writers.geojson import GEOJSON_NAME, write_geojson
+    from histobatch.writers.geojson import write_geojson
 
     try:
         write_geojson(folder / MASKS_NAME, folder / TABLE_NAME, scale, folder / GEOJSON_NAME)
@@ -442,216 +431,3 @@ def _publish(work: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(work, final)
-
-
-def _run_tiles(space, tiles, predictor, settings, tiles_dir, slide_id, total) -> dict[str, float]:
-    """Read, predict and post-process tiles; each finished tile is spilled to ``tiles_dir``.
-
-    Returns
-    -------
-    dict
-        Where the time went, in seconds: ``read_wait_s`` (the model waiting for pixels),
-        ``model_s`` (forward passes), ``post_wait_s`` (the model waiting for post-processing to
-        catch up) and ``post_s`` (post-processing and spilling, summed over its threads; it
-        overlaps the model).
-    """
-    import threading
-
-    from tqdm import tqdm
-
-    from histobatch.inference import read_ahead
-    from histobatch.memory import rss_bytes
-    from histobatch.stitch import owned_nuclei, save_tile
-
-    spent = {"read_wait_s": 0.0, "model_s": 0.0, "post_wait_s": 0.0, "post_s": 0.0}
-    if not tiles:
-        return {}
-    tiles_dir.mkdir(parents=True, exist_ok=True)
-    post_settings = predictor.model.config.postprocess
-    image_size = (space.width, space.height)
-    post_lock = threading.Lock()
-
-    def finish(tile, maps):
-        started = time.perf_counter()
-        nuclei = owned_nuclei(tile, maps, post_settings, image_size)
-        save_tile(nuclei, tiles_dir, tile.key)
-        with post_lock:
-            spent["post_s"] += time.perf_counter() - started
-        return nuclei.count
-
-    def read(tile):
-        return space.read(*tile.read_box)
-
-    bar = tqdm(
-        total=total,
-        initial=total - len(tiles),
-        desc=slide_id,
-        unit="tile",
-        disable=not settings.progress,
-        leave=False,
-    )
-
-    def drain(keep: int, found: int) -> int:
-        """Wait until at most ``keep`` tiles are being post-processed; return the nuclei count."""
-        started = time.perf_counter()
-        while len(in_flight) > keep:
-            found += in_flight.popleft().result()
-            bar.update(1)
-            bar.set_postfix(nuclei=found)
-        spent["post_wait_s"] += time.perf_counter() - started
-        return found
-
-    in_flight: deque = deque()
-    found = 0
-    limit = settings.max_memory_gb * 1e9 if settings.max_memory_gb else None
-    warned = False
-    with ThreadPoolExecutor(max_workers=settings.post_workers, thread_name_prefix="post") as pool:
-        batches = read_ahead(tiles, read, settings.batch_size, settings.readers)
-        while True:
-            started = time.perf_counter()
-            batch = next(batches, None)
-            spent["read_wait_s"] += time.perf_counter() - started
-            if batch is None:
-                break
-            batch_tiles, pixels = batch
-            started = time.perf_counter()
-            maps = predictor(pixels)
-            spent["model_s"] += time.perf_counter() - started
-            for tile, tile_maps in zip(batch_tiles, maps, strict=True):
-                in_flight.append(pool.submit(finish, tile, tile_maps))
-            del maps, pixels
-            keep = 2 * settings.batch_size
-            if limit is not None and rss_bytes() > limit:
-                keep = 0  # backpressure: spill everything in flight before reading more
-                if not warned:
-                    logger.warning(
-                        "%s: resident memory %.2f GB is above --max-memory %.2f GB; "
-                        "post-processing every batch before reading the next (slower)",
-                        slide_id,
-                        rss_bytes() / 1e9,
-                        limit / 1e9,
-                    )
-                    warned = True
-            found = drain(keep, found)
-        found = drain(0, found)
-    bar.close()
-    return spent
-
-
-def _assemble(work: Path, tiles, grid, space, config, settings) -> dict[str, np.ndarray]:
-    """Write the table and the label pyramids from the spilled tiles; return columns for stats."""
-    from histobatch.stitch import global_offsets, load_tile
-    from histobatch.writers.ome_zarr import LabelPyramidWriter
-    from histobatch.writers.table import NucleusTableWriter, parquet_to_csv
-
-    tiles_dir = work / "tiles"
-    by_index = {t.index: t for t in tiles}
-    mpp = config.mpp
-    counts = {}
-    for tile in tiles:
-        with np.load(tiles_dir / f"{tile.key}.npz") as data:
-            counts[tile.index] = len(data["m_cx"])
-    offsets = global_offsets(counts, grid.rows * grid.cols)
-
-    masks = LabelPyramidWriter(
-        work / MASKS_NAME,
-        (space.height, space.width),
-        grid.core,
-        mpp,
-        config.class_names,
-        config.class_colors,
-    )
-    # Where nuclei of two tiles overlap, the first in tile order keeps the pixels; a nucleus left
-    # with no pixel at all is a duplicate seen by two tiles and is dropped from the table too, so
-    # the table's ids are exactly the mask's ids.
-    painted_ids = np.zeros(sum(counts.values()) + 1, bool)
-    cache: dict[int, Any] = {}
-    core = grid.core
-    chunks = sorted(
-        {
-            (t.row + dr, t.col + dc)
-            for t in tiles
-            for dr in (-1, 0, 1)
-            for dc in (-1, 0, 1)
-            if 0 <= t.row + dr < grid.rows and 0 <= t.col + dc < grid.cols
-        }
-    )
-    for row, col in chunks:
-        for index in [i for i in cache if by_index[i].row < row - 1]:
-            del cache[index]
-        y, x = row * core, col * core
-        h, w = min(core, space.height - y), min(core, space.width - x)
-        instances = np.zeros((h, w), np.uint32)
-        classes = np.zeros((h, w), np.uint8)
-        painted = False
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                r, c = row + dr, col + dc
-                index = r * grid.cols + c
-                if not (0 <= r < grid.rows and 0 <= c < grid.cols) or index not in by_index:
-                    continue
-                if index not in cache:
-                    cache[index] = load_tile(tiles_dir / f"{by_index[index].key}.npz")
-                painted |= _paint(instances, classes, x, y, cache[index], offsets[index])
-        if painted:
-            masks.write_chunk(y, x, instances, classes)
-            painted_ids[instances[instances > 0]] = True
-    masks.build_pyramid()
-
-    collected: dict[str, list] = {"x": [], "y": [], "type_id": [], "area_um2": []}
-    writer = NucleusTableWriter(work / TABLE_NAME, config.class_names)
-    try:
-        for tile in tiles:
-            nuclei = load_tile(tiles_dir / f"{tile.key}.npz", labels=False)
-            if nuclei.count == 0:
-                continue
-            ids = offsets[tile.index] + np.arange(1, nuclei.count + 1)
-            keep = painted_ids[ids]
-            table = {k: v[keep] for k, v in nuclei.table.items()}
-            x0, y0 = space.to_level0(table["cx"], table["cy"])
-            columns = {
-                "id": ids[keep],
-                "x": x0,
-                "y": y0,
-                "x_um": x0 * space.slide.mpp,
-                "y_um": y0 * space.slide.mpp,
-                "area_um2": table["area"] * mpp**2,
-                "perimeter_um": table["perimeter"] * mpp,
-                "eccentricity": table["eccentricity"],
-                "solidity": table["solidity"],
-                "type_id": table["type_id"],
-                "type_prob": table["type_prob"],
-            }
-            writer.write(columns)
-            for key in collected:
-                collected[key].append(np.asarray(columns[key]))
-    finally:
-        writer.close()
-    if settings.csv:
-        parquet_to_csv(work / TABLE_NAME, work / "nuclei.csv")
-
-    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in collected.items()}
-
-
-def _paint(instances, classes, x, y, nuclei, offset) -> bool:
-    """Paint a tile's owned nuclei into the chunk at ``(x, y)``; return True if any pixel."""
-    labels = nuclei.labels
-    if labels.size == 0:
-        return False
-    h, w = instances.shape
-    x0, y0 = max(x, nuclei.offset_x), max(y, nuclei.offset_y)
-    x1 = min(x + w, nuclei.offset_x + labels.shape[1])
-    y1 = min(y + h, nuclei.offset_y + labels.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return False
-    part = labels[
-        y0 - nuclei.offset_y : y1 - nuclei.offset_y, x0 - nuclei.offset_x : x1 - nuclei.offset_x
-    ]
-    target = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-    free = (part > 0) & (instances[target] == 0)
-    if not free.any():
-        return False
-    type_lut = np.concatenate([[0], nuclei.table["type_id"]]).astype(np.uint8)
-    instances[target][free] = part[free].astype(np.uint32) + np.uint32(offset)
-    classes[target][free] = type_lut[part[free]]
-    return True

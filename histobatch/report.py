@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from histobatch.layout import MASKS_NAME, OVERVIEW_NAME, REPORT_NAME, SUMMARY_NAME, TABLE_NAME
+
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 COHORT_REPORT_NAME = "report.html"
 
 #: Below this much tissue the statistics rest on few nuclei.
@@ -162,10 +163,10 @@ def _full_resolution_crops(folder: Path, summary: dict[str, Any], size: int = 38
     from histobatch.resample import ModelSpace
     from histobatch.slide import open_slide
 
-    table = pd.read_parquet(folder / "nuclei.parquet", columns=["x", "y"])
+    table = pd.read_parquet(folder / TABLE_NAME, columns=["x", "y"])
     if table.empty:
         return []
-    root = zarr.open_group(str(folder / "masks.ome.zarr"), mode="r")
+    root = zarr.open_group(str(folder / MASKS_NAME), mode="r")
     instances, classes = root["instances"]["0"], root["classes"]["0"]
     meta = root["classes"].attrs["image-label"]
     colors = {c["label-value"]: c["rgba"][:3] for c in meta.get("colors", [])}
@@ -222,7 +223,7 @@ def _charts(folder: Path, summary: dict[str, Any]) -> dict[str, str]:
     charts = {"composition": _figure(fig)}
 
     table = pd.read_parquet(
-        folder / "nuclei.parquet", columns=["type", "area_um2", "eccentricity", "solidity"]
+        folder / TABLE_NAME, columns=["type", "area_um2", "eccentricity", "solidity"]
     )
     top_area = float(table.area_um2.quantile(0.99)) if len(table) else 80.0
     histograms = [
@@ -285,11 +286,11 @@ def write_slide_report(folder: str | Path) -> Path:
     from histobatch.errors import HistobatchError
 
     folder = Path(folder)
-    summary_path = folder / "summary.json"
+    summary_path = folder / SUMMARY_NAME
     if not summary_path.is_file():
         raise HistobatchError("not a finished slide folder (no summary.json)", folder)
     summary = json.loads(summary_path.read_text())
-    overview = cv2.cvtColor(cv2.imread(str(folder / "overview.png")), cv2.COLOR_BGR2RGB)
+    overview = cv2.cvtColor(cv2.imread(str(folder / OVERVIEW_NAME)), cv2.COLOR_BGR2RGB)
     if overview.shape[1] > 1400:
         factor = 1400 / overview.shape[1]
         overview = cv2.resize(overview, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)

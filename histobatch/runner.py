@@ -16,13 +16,8 @@ from pathlib import Path
 
 from histobatch.aggregate import FAILURES_NAME, write_cohort_tables
 from histobatch.errors import HistobatchError
-from histobatch.pipeline import (
-    SegmentSettings,
-    SlideResult,
-    check_slide_id,
-    segment_slide,
-    slide_id_of,
-)
+from histobatch.layout import check_slide_id, is_finished, slide_id_of
+from histobatch.pipeline import SegmentSettings, SlideResult, segment_slide
 from histobatch.stats import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -261,7 +256,6 @@ def _write_failures(out: Path, results: list[SlideResult]) -> None:
     import json
 
     from histobatch.locking import waiting_lock
-    from histobatch.pipeline import is_finished
 
     path = out / FAILURES_NAME
     tried = {str(r.path) for r in results}

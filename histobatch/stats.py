@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-SUMMARY_NAME = "summary.json"
+from histobatch.layout import SUMMARY_NAME as SUMMARY_NAME  # re-exported for older callers
+
 COHORT_NAME = "cohort.csv"
 
 

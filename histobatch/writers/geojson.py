@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from histobatch.layout import GEOJSON_NAME, HOVERNET_NAME, MASKS_NAME, SUMMARY_NAME, TABLE_NAME
 from histobatch.writers.outlines import iter_outlines, label_classes
-
-GEOJSON_NAME = "nuclei.geojson"
-HOVERNET_NAME = "nuclei.hovernet.json"
 
 
 def _open_text(path: Path):
@@ -128,8 +126,6 @@ def export_slide_folder(folder: str | Path, kind: str, out: str | Path | None = 
         The file written and the number of nuclei in it.
     """
     from histobatch.errors import HistobatchError
-    from histobatch.pipeline import MASKS_NAME, TABLE_NAME
-    from histobatch.stats import SUMMARY_NAME
 
     folder = Path(folder)
     summary_path = folder / SUMMARY_NAME
