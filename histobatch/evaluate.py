@@ -44,6 +44,8 @@ class EvaluateSettings:
         the scores are those of what ``segment`` writes for the same image.
     limit
         Evaluate only the first N images (quick checks).
+    include
+        Only images whose name matches one of these globs (e.g. held-out organs).
     """
 
     layout: str = "consep"
@@ -53,6 +55,7 @@ class EvaluateSettings:
     tile_size: int | None = None
     batch_size: int | None = None
     limit: int | None = None
+    include: list[str] | None = None
 
     def segment_settings(self):
         """The :class:`~histobatch.pipeline.SegmentSettings` every image is segmented with:
@@ -79,7 +82,7 @@ def _predicted(folder: Path, shape: tuple[int, int]):
     import pandas as pd
     import zarr
 
-    from histobatch.pipeline import MASKS_NAME, TABLE_NAME
+    from histobatch.layout import MASKS_NAME, TABLE_NAME
 
     root = zarr.open_group(str(folder / MASKS_NAME), mode="r")
     instances = np.asarray(root["instances"]["0"][:])
@@ -142,7 +145,7 @@ def evaluate_dataset(
         out = out / METRICS_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     config = predictor.model.config
-    samples = read_dataset(settings.layout, data, settings.class_map)
+    samples = read_dataset(settings.layout, data, settings.class_map, include=settings.include)
     if settings.limit:
         samples = samples[: settings.limit]
     if not samples:

@@ -44,6 +44,11 @@ from histobatch.cli.options import device_option, model_option, precision_option
 @click.option("--tile-size", type=int, default=None, help="Largest tile (default: segment's).")
 @click.option("--batch-size", type=int, default=None, help="Tiles per batch (default: segment's).")
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option(
+    "--include",
+    multiple=True,
+    help="Only images whose name matches this glob (repeatable), e.g. 'TCGA-HE-*'.",
+)
 @device_option
 @precision_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: all cores).")
@@ -62,6 +67,7 @@ def evaluate(
     tile_size,
     batch_size,
     limit,
+    include,
     device,
     precision,
     threads,
@@ -86,6 +92,7 @@ def evaluate(
         tile_size=tile_size,
         batch_size=batch_size,
         limit=limit,
+        include=list(include) or None,
     )
     concrete = resolve_device(device)
     if concrete == "cpu":

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from histobatch.errors import HistobatchError
-from histobatch.train.datasets import Sample, read_dataset
 from histobatch.train.config import DataSpec
+from histobatch.train.datasets import Sample, read_dataset
 from histobatch.train.sources import Source, read_sources, sampling_probabilities, source_name
 from tests.conftest import write_consep_folder
 
