@@ -60,6 +60,10 @@ class StageSpec:
         Class weights of the type cross-entropy: ``"none"``, ``"balanced"`` (square-root inverse
         pixel frequency of the stage's training data, see
         :func:`histobatch.train.losses.balanced_type_weights`) or one number per class.
+    schedule_epochs
+        Length of the stage's one-cycle learning-rate schedule in epochs (default: ``epochs``).
+        Larger than ``epochs``, the stage stops part-way through its schedule (a later stage
+        can then anneal), exactly as a run of the longer schedule stopped there.
     """
 
     name: str
@@ -71,6 +75,7 @@ class StageSpec:
     reset_head: bool = False
     samples_per_epoch: int | None = None
     type_weights: str | list[float] = "none"
+    schedule_epochs: int | None = None
 
 
 @dataclass

@@ -235,7 +235,10 @@ def train(
         )
         optimizer = torch.optim.AdamW(parameters, lr=stage.lr, weight_decay=stage.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=stage.lr, total_steps=stage.epochs * steps, pct_start=0.1
+            optimizer,
+            max_lr=stage.lr,
+            total_steps=max(stage.schedule_epochs or 0, stage.epochs) * steps,
+            pct_start=0.1,
         )
         first_epoch = 0
         if state and stage_index == start_stage and start_epoch > 0:
@@ -306,6 +309,7 @@ def train(
                 "stage": stage.name,
                 "epoch": epoch + 1,
                 "lr": stage.lr,
+                "lr_end": float(scheduler.get_last_lr()[0]),
                 "train_loss": running / max(steps, 1),
                 **{
                     f"train_loss_{k}": v / max(steps, 1)

@@ -217,3 +217,31 @@ def test_robust_augmentation_rescales_image_and_masks_together():
         grey = out["image"].astype(float).mean(axis=2)
         assert grey[moved == 3].mean() < grey[moved == 0].mean() - 40
     assert len(areas) > 3  # the scale does vary
+
+
+def test_a_stage_can_stop_part_way_through_a_longer_schedule(tmp_path):
+    """``schedule_epochs`` > ``epochs``: the stage ends with the learning rate of a longer
+    one-cycle schedule at that point (not annealed), as that longer run would have it."""
+    import torch
+
+    write_consep_folder(tmp_path / "data")
+    rates = {}
+    for name, extra in (("short", ""), ("part", " schedule_epochs: 4,")):
+        (tmp_path / f"{name}.yaml").write_text(
+            "name: tiny\nencoder: resnet18\ndecoder_channels: [16, 8, 8, 8, 8]\n"
+            "separation: distance\ncrop_size: 32\nbatch_size: 2\nval_fraction: 0\nthreads: 1\n"
+            "tune_postprocess: false\nstages:\n"
+            f"  - {{name: a, epochs: 1,{extra} lr: 0.01, samples_per_epoch: 8,"
+            " data: [{layout: consep, path: data, class_map: identity}]}\n"
+        )
+        config = load_train_config(tmp_path / f"{name}.yaml", out=str(tmp_path / name))
+        assert config.stages[0].schedule_epochs == (4 if name == "part" else None)
+        train(config, progress=False)
+        state = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
+        history = state["history"]
+        assert [h["epoch"] for h in history] == [1]
+        rates[name] = history[0]["lr_end"]
+    # The whole one-cycle ends annealed; a quarter of a 4-epoch cycle is just past its peak
+    # (10 % warm-up).
+    assert 0.008 < rates["part"] <= 0.01
+    assert rates["short"] < 0.25 * rates["part"]
