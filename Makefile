@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch 2.14.1 is a CUDA build that also runs on CPU; pin it so every machine gets the same one.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint evaluate train clean gpu-data ablation bench-data bench-tia-venv bench-efficiency bench-memory bench-margin bench-workers bench-tiatoolbox
+.PHONY: install demo test lint evaluate train clean gpu-data ablation bench-data bench-tia-venv bench-efficiency bench-memory bench-margin bench-workers bench-tiatoolbox bench-runtime
 
 # Real data (read-only) for training and evaluation; see ../shared/data/README.md.
 DATA ?= ../shared/data
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[test,workflow]"
+	$(BIN)/pip install --quiet -e ".[test,workflow,onnx,scverse]"
 	touch $@
 
 examples/data/cmu_small_region.svs: | install
@@ -83,5 +83,8 @@ bench-margin: install
 	cd bench && ../$(BIN)/python margin.py
 bench-workers: install
 	cd bench && ../$(BIN)/python workers.py
+# --runtime torch vs onnx on the CMU slide: wall time, nuclei, agreement within 2 µm.
+bench-runtime: install
+	cd bench && ../$(BIN)/python runtime.py
 bench-tiatoolbox: install $(TIA_VENV)/.installed
 	cd bench && ../$(BIN)/python vs_tiatoolbox.py --tia-python ../$(TIA_VENV)/bin/python

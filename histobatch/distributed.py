@@ -34,13 +34,15 @@ WORKER_WAIT_S = 900
 
 @dataclass(frozen=True)
 class WorkerJob:
-    """What a worker needs to compute tiles: the model, the device and the segment settings."""
+    """What a worker needs to compute tiles: the model, device, precision, segment settings,
+    threads and runtime (``torch`` or ``onnx``)."""
 
     model_path: str
     device: str
     precision: str
     settings: Any  # histobatch.pipeline.SegmentSettings
     threads: int | None
+    runtime: str = "torch"  # or "onnx" (histobatch.runtime)
 
 
 def local_worker_count(cluster: str | None) -> int | None:
@@ -220,17 +222,18 @@ def run_tile_chunk(path: str, tiles: list, tiles_dir: str, job: WorkerJob, norma
 
 
 def _worker_predictor(job: WorkerJob):
-    key = (job.model_path, job.device, job.precision)
+    key = (job.model_path, job.device, job.precision, job.runtime)
     if _WORKER_STATE.get("predictor_key") != key:
-        from histobatch.device import configure_threads, resolve_device
-        from histobatch.inference import Predictor
+        from histobatch.device import configure_threads
         from histobatch.model import load_model
+        from histobatch.runtime import make_predictor, runtime_device
 
-        device = resolve_device(job.device)
+        device = runtime_device(job.runtime, job.device)
         if device == "cpu":
             configure_threads(job.threads)
-        _WORKER_STATE["predictor"] = Predictor(
-            load_model(job.model_path, device), device, job.precision
+        model = load_model(job.model_path, device)
+        _WORKER_STATE["predictor"] = make_predictor(
+            model, device, job.precision, job.runtime, job.threads
         )
         _WORKER_STATE["predictor_key"] = key
     return _WORKER_STATE["predictor"]

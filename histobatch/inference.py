@@ -26,6 +26,9 @@ class Predictor:
         native bf16 support, otherwise fp32.
     """
 
+    #: What runs the network (recorded in the run fingerprint and the summary).
+    runtime = "torch"
+
     def __init__(self, model: NucleusModel, device: str = "cpu", precision: str = "auto") -> None:
         import torch
 

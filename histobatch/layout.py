@@ -28,6 +28,10 @@ REPORT_NAME = "report.html"
 GEOJSON_NAME = "nuclei.geojson"
 #: HoVer-Net's JSON layout (``histobatch export hovernet``).
 HOVERNET_NAME = "nuclei.hovernet.json"
+#: AnnData of the nuclei for scanpy/squidpy (``histobatch export anndata``).
+ANNDATA_NAME = "nuclei.h5ad"
+#: SpatialData store: labels, nucleus shapes and the table (``histobatch export spatialdata``).
+SPATIALDATA_NAME = "nuclei.spatialdata.zarr"
 #: How an unfinished slide's tiles were made (only in ``OUT/.<slide id>.partial/``).
 FINGERPRINT_NAME = "run.json"
 #: Folder of spilled tiles (only in ``OUT/.<slide id>.partial/``).

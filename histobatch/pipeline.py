@@ -163,7 +163,7 @@ def segment_slide(
     out_root
         The run's output folder.
     predictor
-        A :class:`histobatch.inference.Predictor`.
+        A :class:`histobatch.inference.Predictor` or an ``OnnxPredictor`` (``--runtime onnx``).
     settings
         Tiling and output options.
     slide_id
@@ -218,6 +218,7 @@ def run_fingerprint(predictor, settings: SegmentSettings) -> dict[str, Any]:
         "stain_norm": settings.stain_norm,
         "stain_target": settings.stain_target,
         "precision": str(predictor.dtype),
+        "runtime": getattr(predictor, "runtime", "torch"),
         "histobatch_version": __version__,
     }
 
@@ -387,6 +388,7 @@ def _segment_locked(
                 "path": str(predictor.model.path) if predictor.model.path else None,
             },
             "device": getattr(run_tiles, "device_label", str(predictor.device)),
+            "runtime": getattr(predictor, "runtime", "torch"),
             "precision": str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
             "runtime_s": round(runtime, 2),
             "timings_s": {k: round(v, 2) for k, v in timings.items()},

@@ -105,6 +105,7 @@ def segment_slides(
     run_files: bool = True,
     scheduler: str | None = None,
     cluster: str | None = None,
+    runtime: str = "torch",
 ) -> list[SlideResult]:
     """Segment every input slide into ``out``; see :func:`histobatch.pipeline.segment_slide`.
 
@@ -118,6 +119,8 @@ def segment_slides(
     scheduler, cluster
         Compute the tiles on a Dask cluster: the address of a running scheduler, or
         ``local:N``/``slurm[:N]`` to start one (see :mod:`histobatch.distributed`).
+    runtime
+        ``torch`` or ``onnx`` (onnxruntime on the CPU; see :mod:`histobatch.runtime`).
 
     Raises
     ------
@@ -125,9 +128,12 @@ def segment_slides(
         Only for problems that stop every slide (model, device, output folder).
     """
     from histobatch.device import configure_threads, resolve_device
-    from histobatch.inference import Predictor
     from histobatch.model import load_model
+    from histobatch.runtime import check_runtime, make_predictor, runtime_device
 
+    check_runtime(runtime, device, precision)  # before anything else: one line and stop
+    if runtime == "onnx":
+        device = "cpu"
     settings = settings or SegmentSettings()
     out = Path(out)
     try:
@@ -173,29 +179,31 @@ def segment_slides(
 
         from histobatch.device import autocast_dtype
 
-        model = load_model(model_path, device="cpu")  # here only for its config
-        predictor = Predictor(model, "cpu", precision)
-        # What the workers compute in, for the summary and the resume fingerprint.
-        worker_device = "cuda" if device.startswith("cuda") else resolve_device(device)
-        predictor.dtype = autocast_dtype(worker_device, precision)
+        model = load_model(model_path, device="cpu")  # here for its config (onnx: the export)
+        predictor = make_predictor(model, "cpu", precision, runtime, threads)
+        if runtime == "torch":
+            # What the workers compute in, for the summary and the resume fingerprint.
+            worker_device = "cuda" if device.startswith("cuda") else resolve_device(device)
+            predictor.dtype = autocast_dtype(worker_device, precision)
         client = start_client(scheduler, cluster, device)
         shared_model = str(model.path.resolve()) if model.path else model_path
-        job = WorkerJob(shared_model, device, precision, settings, threads)
+        job = WorkerJob(shared_model, device, precision, settings, threads, runtime)
         run_tiles = DaskTileRunner(client, job)
         logger.info("model %s; tiles on %s", model.config.name, run_tiles.device_label)
     else:
-        concrete = resolve_device(device)
+        concrete = runtime_device(runtime, device)
         if concrete == "cpu":
             configure_threads(threads)
         model = load_model(model_path, device=concrete)
-        predictor = Predictor(model, concrete, precision)
+        predictor = make_predictor(model, concrete, precision, runtime, threads)
         logger.info(
-            "model %s (%s, %.3f µm/px) on %s, %s",
+            "model %s (%s, %.3f µm/px) on %s, %s, %s",
             model.config.name,
             model.config.encoder,
             model.config.mpp,
             concrete,
             str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32",
+            "onnxruntime" if runtime == "onnx" else "torch",
         )
     try:
         _segment_each(paths, out, predictor, settings, slide_id, run_tiles, run_files, results)

@@ -29,6 +29,7 @@ class LazyGroup(click.Group):
         "evaluate": ("histobatch.cli.evaluate", "evaluate"),
         "export": ("histobatch.cli.export", "export"),
         "info": ("histobatch.cli.info", "info"),
+        "model": ("histobatch.cli.model", "model"),
         "segment": ("histobatch.cli.segment", "segment"),
         "train": ("histobatch.cli.train", "train"),
     }

@@ -24,6 +24,14 @@ from histobatch.cli.options import device_option, model_option, precision_option
 )
 @precision_option
 @click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="What runs the network: torch, or onnx (onnxruntime on the CPU, fp32; the model is "
+    "exported once into a cache; needs pip install 'histobatch[onnx]').",
+)
+@click.option(
     "--tile-size",
     type=int,
     default=2048,
@@ -118,6 +126,7 @@ def segment(
     device,
     mpp,
     precision,
+    runtime,
     tile_size,
     margin,
     batch_size,
@@ -178,6 +187,7 @@ def segment(
         run_files=not no_cohort,
         scheduler=scheduler,
         cluster=cluster,
+        runtime=runtime,
     )
     done = [r for r in results if r.status == "done"]
     skipped = [r for r in results if r.status == "skipped"]
