@@ -38,7 +38,7 @@ evaluate: install
 
 # Re-train the default model (hours on a 2-core CPU; resumable: make train again continues).
 train: install
-	$(BIN)/histobatch train --config examples/train_consep.yaml --resume
+	$(BIN)/histobatch train --config examples/train_mixed.yaml --resume
 
 lint: install
 	$(BIN)/ruff check histobatch tests

@@ -62,9 +62,10 @@ def segment_options(wildcards) -> str:
         f"--device {config['device']}",
         f"--precision {config['precision']}",
         f"--tile-size {config['tile_size']}",
-        f"--margin {config['margin']}",
         f"--batch-size {config['batch_size']}",
     ]
+    if config.get("margin") is not None:
+        options.append(f"--margin {config['margin']}")
     mpp = SLIDES[wildcards.slide]["mpp"]
     if mpp:
         options.append(f"--mpp {mpp}")

@@ -34,11 +34,10 @@ def cmu_crop(tmp_path_factory):
 
 def test_real_model_is_tile_invariant(cmu_crop, tmp_path, default_predictor):
     results = []
-    # The default margin (192 model px = 96 µm for the 20x model) must cover the network's
-    # context: measured on this crop, 64 px matched 90 % of nuclei across tilings, 128 px 95 %,
-    # 192 px 100 %.
-    for tile_size in (512, 832):
-        settings = SegmentSettings(tile_size=tile_size, margin=192, batch_size=2, progress=False)
+    # The default margin (96 µm: 384 model px for the 40x model) must cover the network's
+    # context: measured on this crop, 192 px (48 µm) matched 91 % of nuclei across tilings.
+    for tile_size in (1024, 1664):
+        settings = SegmentSettings(tile_size=tile_size, batch_size=1, progress=False)
         result = segment_slide(cmu_crop, tmp_path / str(tile_size), default_predictor, settings)
         results.append(pd.read_parquet(result.out_dir / "nuclei.parquet"))
     a, b = results
@@ -51,11 +50,11 @@ def test_real_model_is_tile_invariant(cmu_crop, tmp_path, default_predictor):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the default model finds only nucleus cores on the CMU slide (skin, another lab; "
-    "median area 7.3 µm² on this crop): out-of-domain generalisation is open in issue 3",
+    reason="model 0.3.0 still segments many CMU nuclei (skin, another lab) smaller than they "
+    "are: median area 7.5 µm² on this crop, 12.9 on the whole slide; open in issue 13",
 )
 def test_real_model_statistics_are_plausible(cmu_crop, tmp_path, default_predictor):
-    settings = SegmentSettings(tile_size=512, margin=192, batch_size=2, progress=False)
+    settings = SegmentSettings(tile_size=1024, progress=False)
     result = segment_slide(cmu_crop, tmp_path, default_predictor, settings)
     table = pd.read_parquet(result.out_dir / "nuclei.parquet")
     # Nuclei in H&E are a few to a few hundred µm²; the median is tens of µm².
