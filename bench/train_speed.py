@@ -1,7 +1,8 @@
-"""Training throughput on this machine: megapixels of model-grid input per second of one optimiser
-step (forward, loss, backward, AdamW), over threads, batch, crop size, memory format and
-torch.compile; plus the cost of making the augmented crops with their targets (on a 2-core CPU
-the loader runs in the training process, so its time adds to every step).
+"""Training throughput on this machine: megapixels of network input per second of one optimiser
+step (forward, loss, backward, AdamW), over threads, batch, crop size, memory format,
+torch.compile, the pixel-shuffle network and bf16 autocast (where the CPU has it); plus the
+cost of making the augmented crops with their targets (on a 2-core CPU the loader runs in the
+training process, so its time adds to every step).
 
     python bench/train_speed.py                 # the full grid (~10 min on 2 cores)
     python bench/train_speed.py --quick         # three rows
@@ -53,6 +54,7 @@ def step_throughput(
     steps: int,
     pixel_shuffle: int = 1,
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+    bf16: bool = False,
 ) -> float:
     """Megapixels of input per second of training steps (after warm-up steps)."""
     import torch
@@ -79,7 +81,8 @@ def step_throughput(
     np_t, sep_t, tp_t, has = _targets(batch, crop, separation, rng)
 
     def one_step() -> None:
-        out = model(image)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(image)
         loss, _ = nucleus_loss(out, np_t, sep_t, tp_t, has, None, separation)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -120,38 +123,63 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
-    # (threads, batch, crop, channels_last, compile)
+    from histobatch.device import cpu_supports_bf16
+
+    # (threads, batch, crop, channels_last, compile, pixel_shuffle, bf16)
     grid = [
-        (2, 16, 128, True, False),
-        (1, 16, 128, True, False),
-        (2, 16, 128, False, False),
-        (2, 8, 128, True, False),
-        (2, 32, 128, True, False),
-        (2, 4, 256, True, False),
-        (2, 8, 256, True, False),
-        (2, 8, 256, False, False),
-        (2, 16, 128, True, True),
-        (2, 16, 128, False, True),
+        (2, 16, 128, True, False, 1, False),
+        (1, 16, 128, True, False, 1, False),
+        (2, 16, 128, False, False, 1, False),
+        (2, 8, 128, True, False, 1, False),
+        (2, 32, 128, True, False, 1, False),
+        (2, 4, 256, True, False, 1, False),
+        (2, 8, 256, True, False, 1, False),
+        (2, 8, 256, False, False, 1, False),
+        (2, 16, 128, True, True, 1, False),
+        (2, 16, 128, False, True, 1, False),
+        # the default model's network (40x input and output, 20x grid inside)
+        (2, 8, 256, True, False, 2, False),
+        (2, 8, 384, True, False, 2, False),
+        (2, 4, 512, True, False, 2, False),
     ]
+    if cpu_supports_bf16():  # bf16 autocast only where the CPU has it natively
+        grid += [
+            (2, 8, 128, True, False, 1, True),
+            (2, 8, 384, True, False, 2, True),
+            (2, 4, 512, True, False, 2, True),
+        ]
     if args.quick:
         grid = grid[:3]
     rows = [
-        "| threads | batch | crop | channels_last | torch.compile | Mpx/s |",
-        "|---|---|---|---|---|---|",
+        "| threads | batch | crop | channels_last | torch.compile | pixel shuffle | bf16 | Mpx/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     best = (0.0, None)
-    for threads, batch, crop, cl, comp in grid:
+    for threads, batch, crop, cl, comp, shuffle, bf16 in grid:
+        decoder = (256, 128, 64, 32, 16 if shuffle == 1 else 32)
         try:
             mpx = step_throughput(
-                threads, batch, crop, cl, comp, args.encoder, args.separation, args.steps
+                threads,
+                batch,
+                crop,
+                cl,
+                comp,
+                args.encoder,
+                args.separation,
+                args.steps,
+                shuffle,
+                decoder,
+                bf16,
             )
             cell = f"{mpx:.3f}"
         except Exception as exc:  # e.g. torch.compile without a working compiler
             mpx, cell = 0.0, f"failed: {type(exc).__name__}"
-        rows.append(f"| {threads} | {batch} | {crop} | {cl} | {comp} | {cell} |")
+        rows.append(
+            f"| {threads} | {batch} | {crop} | {cl} | {comp} | {shuffle} | {bf16} | {cell} |"
+        )
         print(rows[-1], flush=True)
         if mpx > best[0]:
-            best = (mpx, (threads, batch, crop, cl, comp))
+            best = (mpx, (threads, batch, crop, cl, comp, shuffle, bf16))
     loader = loader_throughput(128, args.separation, 128)
     rows += [
         "",
@@ -164,8 +192,8 @@ def main() -> None:
     ]
     publish(
         "Training throughput",
-        f"U-Net {args.encoder}, separation {args.separation}, fp32, {args.steps} timed steps "
-        "after warm-up; nothing else running.",
+        f"U-Net {args.encoder}, separation {args.separation}, {args.steps} timed steps after "
+        "warm-up; Mpx/s of network input (40x pixels for pixel shuffle 2); nothing else running.",
         rows,
     )
 
