@@ -169,6 +169,20 @@ def predict_full(
     return out.float()[0, :, margin : margin + h, margin : margin + w].cpu().numpy()
 
 
+def predict_image(network, image: np.ndarray, model_config, device: str, dtype, margin: int = 0):
+    """:func:`predict_full` with the normalisation and size multiple of ``model_config``."""
+    return predict_full(
+        network,
+        image,
+        model_config.mean,
+        model_config.std,
+        device,
+        dtype,
+        model_config.size_multiple,
+        margin,
+    )
+
+
 def raw_to_maps(raw: np.ndarray, model_config) -> np.ndarray:
     """``(2 + K, H, W)`` maps as :class:`Predictor` returns them, from one image's raw network
     output ``(C, H, W)``."""

@@ -22,7 +22,7 @@ def write_final_figures(
     out: Path, network, config: TrainConfig, model_config, device, dtype
 ) -> None:
     """confusion.png (last validation) and samples.png (validation and training rows)."""
-    from histobatch.inference import predict_full
+    from histobatch.inference import predict_image
     from histobatch.plots import plot_confusion, plot_samples
     from histobatch.train.sources import read_sources
 
@@ -43,15 +43,7 @@ def write_final_figures(
     rows = []
     for label, group in (("validation", val_samples), ("train", train_samples)):
         for sample in group[:: max(1, len(group) // 3)][:3]:
-            raw = predict_full(
-                network,
-                sample.image,
-                model_config.mean,
-                model_config.std,
-                device,
-                dtype,
-                model_config.size_multiple,
-            )
+            raw = predict_image(network, sample.image, model_config, device, dtype)
             pred = np.where(raw[0] > 0, raw[model_config.type_offset + 1 :].argmax(0) + 1, 0)
             truth = sample.type_map if sample.type_map is not None else (sample.inst_map > 0)
             rows.append((f"{label} {sample.name}", sample.image, truth.astype(np.int64), pred))

@@ -38,24 +38,14 @@ def tune_postprocess(
     table : list of dict
         Mean PQ and AJI of every combination.
     """
-    from histobatch.inference import predict_full, raw_to_maps
+    from histobatch.inference import predict_image, raw_to_maps
     from histobatch.instance_metrics import aji, panoptic_quality
     from histobatch.postprocess import instances_from_maps
 
     network.eval()
     maps = [
         raw_to_maps(
-            predict_full(
-                network,
-                s.image,
-                model_config.mean,
-                model_config.std,
-                device,
-                dtype,
-                model_config.size_multiple,
-                margin,
-            ),
-            model_config,
+            predict_image(network, s.image, model_config, device, dtype, margin), model_config
         )
         for s in samples
     ]

@@ -22,7 +22,7 @@ def evaluate_validation(network, samples, model_config, device, dtype, margin: i
     """
     import torch
 
-    from histobatch.inference import predict_full, raw_to_maps
+    from histobatch.inference import predict_image, raw_to_maps
     from histobatch.instance_metrics import (
         PointMatches,
         aji,
@@ -43,16 +43,7 @@ def evaluate_validation(network, samples, model_config, device, dtype, margin: i
     typed = False
     network.eval()
     for sample in samples:
-        out = predict_full(
-            network,
-            sample.image,
-            model_config.mean,
-            model_config.std,
-            device,
-            dtype,
-            model_config.size_multiple,
-            margin,
-        )
+        out = predict_image(network, sample.image, model_config, device, dtype, margin)
         has = sample.type_map is not None
         types = sample.type_map if has else np.zeros_like(sample.inst_map)
         loss, _ = nucleus_loss(
