@@ -8,6 +8,7 @@ import click
 
 from histobatch.cli.errors import report_errors
 from histobatch.cli.options import device_option
+from histobatch.train.augment import STRENGTHS
 
 
 @click.command()
@@ -32,7 +33,7 @@ from histobatch.cli.options import device_option
     default=None,
     help="Comma-separated stage names to run, e.g. 'finetune' to train without pre-training.",
 )
-@click.option("--augment", type=click.Choice(["default", "stain", "robust", "none"]), default=None)
+@click.option("--augment", type=click.Choice(list(STRENGTHS)), default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)

@@ -376,10 +376,11 @@ def train(
         last_val = next((h for h in reversed(history) if "val_loss" in h), None)
         if last_val:
             last_val = {k: v for k, v in last_val.items() if k.startswith("val_")}
+    # The last stage's data, read once for the threshold tuning and the final figures.
+    sources = _stage_sources(config.stages[-1], config)
     if config.tune_postprocess:
         from histobatch.train.thresholds import tune_postprocess
 
-        sources = _stage_sources(config.stages[-1], config)
         val_samples = [sample for source in sources for sample in source.val]
         if val_samples:
             best, table = tune_postprocess(
@@ -414,7 +415,7 @@ def train(
     model.network = network.to("cpu").to(memory_format=torch.contiguous_format)
     model_dir = save_model(model, out / "model")
     write_final_figures(
-        out, network, config, model_config, "cpu", dtype if device == "cpu" else None
+        out, network, sources, model_config, "cpu", dtype if device == "cpu" else None
     )
     logger.info("model written to %s", model_dir)
     return model_dir

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from histobatch.train.config import TrainConfig
-
 
 def write_history(out: Path, history: list[dict]) -> None:
     from histobatch.plots import plot_curves
@@ -18,13 +16,11 @@ def write_history(out: Path, history: list[dict]) -> None:
     plot_curves(history, out / "curves.png")
 
 
-def write_final_figures(
-    out: Path, network, config: TrainConfig, model_config, device, dtype
-) -> None:
-    """confusion.png (last validation) and samples.png (validation and training rows)."""
+def write_final_figures(out: Path, network, sources, model_config, device, dtype) -> None:
+    """confusion.png (last validation) and samples.png (validation and training rows of the
+    last stage's ``sources``, :class:`histobatch.train.sources.Source`)."""
     from histobatch.inference import predict_image
     from histobatch.plots import plot_confusion, plot_samples
-    from histobatch.train.sources import read_sources
 
     history = (
         json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else []
@@ -37,7 +33,6 @@ def write_final_figures(
             out / "confusion.png",
             title="validation pixels (rows: truth)",
         )
-    sources = read_sources(config.stages[-1].data, config.val_fraction, config.seed)
     train_samples = [sample for source in sources for sample in source.train]
     val_samples = [sample for source in sources for sample in source.val]
     rows = []
