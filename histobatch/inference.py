@@ -102,6 +102,7 @@ def centre_distance(separation_maps, kind: str):
     nucleus, so the central region exists for every nucleus whatever its size, and pixels on a
     contact line between two nuclei, where the maps jump from +1 to -1, are far from both centres).
     ``distance``: one minus the predicted distance to the boundary.
+    ``marker``: one minus the probability of a nucleus core.
     """
     import torch
 
@@ -109,6 +110,8 @@ def centre_distance(separation_maps, kind: str):
         return torch.amax(separation_maps.clamp(-1, 1).abs(), dim=1, keepdim=True)
     if kind == "distance":
         return 1 - separation_maps[:, :1].clamp(0, 1)
+    if kind == "marker":
+        return 1 - torch.sigmoid(separation_maps[:, :1])
     raise ValueError(f"unknown separation {kind!r}")
 
 

@@ -8,7 +8,9 @@ heads (DESIGN.md §2):
 - ``np``: one logit per pixel, "is this a nuclear pixel";
 - separation maps that tell touching nuclei apart, by ``ModelConfig.separation``:
   ``hv`` (two channels, HoVer-Net horizontal/vertical distances to the nucleus centre in [-1, 1])
-  or ``distance`` (one channel, distance to the nucleus boundary scaled to 1 at its deepest pixel);
+  ``distance`` (one channel, distance to the nucleus boundary scaled to 1 at its deepest pixel)
+  or ``marker`` (one logit, "is this pixel in a nucleus' core", the deeper half of its distance
+  map: a classification, learned sharper and sooner than the regressions);
 - ``tp``: one logit per class (background + nucleus types).
 """
 
@@ -33,7 +35,7 @@ DEFAULT_MODEL = "default"
 CONSEP4_CLASSES = ["background", "other", "inflammatory", "epithelial", "spindle"]
 CONSEP4_COLORS = [[0, 0, 0], [255, 165, 0], [220, 20, 60], [30, 144, 255], [50, 205, 50]]
 #: Separation-head kinds and their channel counts.
-SEPARATION_CHANNELS = {"hv": 2, "distance": 1}
+SEPARATION_CHANNELS = {"hv": 2, "distance": 1, "marker": 1}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -63,7 +65,8 @@ class ModelConfig:
     mpp
         Micrometres per pixel the model was trained at; slides are resampled to it.
     separation
-        How the network tells touching nuclei apart: ``hv`` or ``distance`` (see module doc).
+        How the network tells touching nuclei apart: ``hv``, ``distance`` or ``marker`` (see
+        module doc).
     mean, std
         Per-channel normalisation of RGB values scaled to [0, 1].
     pixel_shuffle
@@ -71,6 +74,9 @@ class ModelConfig:
         input is folded into ``3 * f²`` channels (``PixelUnshuffle``) and the output unfolded again
         (``PixelShuffle``), so maps come out at the full resolution of ``mpp`` (e.g. 40x) for the
         compute of a network at ``f`` times the pixel size (e.g. 20x). 1 = a plain network.
+    refine_channels
+        With ``pixel_shuffle`` > 1: width of a small residual refinement at full resolution
+        (:class:`histobatch.shuffle_network.FullResolutionRefinement`); 0 = none.
     """
 
     name: str = "untrained"
@@ -86,6 +92,7 @@ class ModelConfig:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     pixel_shuffle: int = 1
+    refine_channels: int = 0
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +148,10 @@ class ModelConfig:
             raise ValueError(f"mpp must be positive, got {config.mpp!r}")
         if config.pixel_shuffle not in (1, 2, 4):
             raise ValueError(f"pixel_shuffle must be 1, 2 or 4, got {config.pixel_shuffle!r}")
+        if config.refine_channels and config.pixel_shuffle == 1:
+            raise ValueError(
+                "refine_channels needs pixel_shuffle > 1 (the network is at full resolution)"
+            )
         return config
 
 
@@ -178,7 +189,7 @@ def build_network(config: ModelConfig, encoder_weights: str | None = None):
         return network
     from histobatch.shuffle_network import PixelShuffleNetwork
 
-    return PixelShuffleNetwork(network, factor)
+    return PixelShuffleNetwork(network, factor, config.refine_channels)
 
 
 @dataclass

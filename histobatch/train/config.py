@@ -87,6 +87,9 @@ class TrainConfig:
     contact_weight
         Extra weight of the separation loss where touching nuclei meet (0: none); see
         :class:`histobatch.train.data.CropDataset`.
+    separation_weight
+        Factor of the separation loss in the total: its MSE is small beside the nuclear-pixel
+        and type losses, so at 1 the head learns a blurred map that merges touching nuclei.
     workers
         Processes that make the augmented crops (0: the training process itself, as on a 2-core
         CPU). A GPU needs several to be kept busy. Runs are reproducible for a given number of
@@ -94,6 +97,9 @@ class TrainConfig:
     pixel_shuffle
         Run the network on a grid this many times coarser than ``mpp`` (see
         :class:`histobatch.model.ModelConfig`): 2 gives 40x maps for the compute of 20x.
+    refine_channels
+        With ``pixel_shuffle`` > 1: width of the full-resolution refinement (see
+        :class:`histobatch.model.ModelConfig`); 0 = none.
     val_every
         Validate every this many epochs (and after each stage's last epoch).
     val_margin
@@ -120,8 +126,10 @@ class TrainConfig:
     workers: int = 0
     val_fraction: float = 0.15
     contact_weight: float = 0.0
+    separation_weight: float = 1.0
     tune_postprocess: bool = True
     pixel_shuffle: int = 1
+    refine_channels: int = 0
     val_every: int = 1
     val_margin: int = 0
     stages: list[StageSpec] = field(default_factory=list)
@@ -156,11 +164,17 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise HistobatchError(f"invalid YAML: {exc}", path) from None
-    # The run folder and dataset paths written in the file are relative to the file; an ``out``
-    # given on the command line is relative to the working directory.
+    # The run folder, the init weights and dataset paths written in the file are relative to the
+    # file; an ``out`` or ``init`` given on the command line is relative to the working directory.
     if "out" in data:
         out = Path(os.path.expandvars(str(data["out"])))
         data["out"] = str(out if out.is_absolute() else (path.parent / out).resolve())
+    init = str(data.get("init", "none"))
+    if init not in ("none", "imagenet"):
+        init_path = Path(os.path.expandvars(init))
+        data["init"] = str(
+            init_path if init_path.is_absolute() else (path.parent / init_path).resolve()
+        )
     data.update({k: v for k, v in overrides.items() if v is not None})
     # Dataset paths are relative to the config file.
     for stage in data.get("stages", []):

@@ -1,5 +1,6 @@
 """Losses for the three heads: BCE + Dice (nuclear pixels), MSE + gradient MSE (separation maps,
-HoVer-Net's recipe for ``hv``; the same for ``distance``), CE + Dice (types)."""
+HoVer-Net's recipe for ``hv``; MSE and inside-nuclei MSE for ``distance``; BCE + Dice for the
+``marker`` cores), CE + Dice (types)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,25 @@ def distance_loss(
     return mse + inside
 
 
-SEPARATION_LOSSES = {"hv": hv_loss, "distance": distance_loss}
+def marker_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    nuclear: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """BCE + Dice of the core logit (``(B, 1, H, W)``) against the core map.
+
+    ``weight`` ``(B, H, W)`` optionally weights every pixel's BCE term (e.g. contact lines up);
+    ``nuclear`` is unused (cores are a classification over all pixels).
+    """
+    del nuclear
+    logit = pred[:, 0]
+    core = target[:, 0]
+    bce = F.binary_cross_entropy_with_logits(logit, core, weight=weight)
+    return bce + soft_dice_loss(torch.sigmoid(logit), core)
+
+
+SEPARATION_LOSSES = {"hv": hv_loss, "distance": distance_loss, "marker": marker_loss}
 
 
 def nucleus_loss(
@@ -84,6 +103,7 @@ def nucleus_loss(
     type_weights: torch.Tensor | None = None,
     separation: str = "hv",
     separation_weight: torch.Tensor | None = None,
+    separation_factor: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
@@ -102,10 +122,12 @@ def nucleus_loss(
     type_weights
         Optional ``(K,)`` class weights of the type cross-entropy (against class imbalance).
     separation
-        ``hv`` (S = 2) or ``distance`` (S = 1).
+        ``hv`` (S = 2), ``distance`` or ``marker`` (S = 1).
     separation_weight
         Optional ``(B, H, W)`` pixel weights of the separation loss (see
         :func:`histobatch.targets.contact_pixels`).
+    separation_factor
+        Factor of the separation loss in the total (its part is reported unscaled).
     """
     output = output.float()
     np_logit = output[:, 0]
@@ -117,7 +139,7 @@ def nucleus_loss(
         torch.sigmoid(np_logit), np_target
     )
     loss_sep = SEPARATION_LOSSES[separation](hv, hv_target, np_target > 0, separation_weight)
-    total = loss_np + loss_sep
+    total = loss_np + separation_factor * loss_sep
     parts = {"np": float(loss_np.detach()), separation: float(loss_sep.detach())}
     if bool(has_types.any()):
         logits = tp_logit[has_types]

@@ -175,6 +175,7 @@ def train(
         mpp=config.mpp,
         separation=config.separation,
         pixel_shuffle=config.pixel_shuffle,
+        refine_channels=config.refine_channels,
     )
     _seed_everything(config.seed)
     model = new_model(model_config, "imagenet" if config.init == "imagenet" else None)
@@ -296,6 +297,7 @@ def train(
                     type_weights,
                     model_config.separation,
                     sep_w.to(device) if config.contact_weight else None,
+                    config.separation_weight,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -399,6 +401,7 @@ def train(
         "batch_size": config.batch_size,
         "augment": config.augment,
         "contact_weight": config.contact_weight,
+        "separation_weight": config.separation_weight,
         "data": sorted({source_name(d) for stage in config.stages for d in stage.data}),
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "device": device,

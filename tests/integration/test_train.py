@@ -27,7 +27,7 @@ def test_split_keeps_tiles_together(tmp_path):
     assert not {s.group for s in val} & {s.group for s in train_set}
 
 
-@pytest.mark.parametrize("separation", ["hv", "distance"])
+@pytest.mark.parametrize("separation", ["hv", "distance", "marker"])
 def test_tiny_training_run_writes_reports_and_a_loadable_model(tmp_path, separation):
     write_consep_folder(tmp_path / "data")
     config_path = tmp_path / "train.yaml"
@@ -146,6 +146,10 @@ def test_config_paths_expand_variables_and_resolve_against_the_file(tmp_path, mo
     assert config.out == str(tmp_path / "data" / ".." / "runs" / "x")
     paths = [spec.path for spec in config.stages[0].data]
     assert paths == [str(tmp_path / "data" / "consep4" / "train"), str(tmp_path / "rel")]
+    assert config.init == "none"
+    path.write_text(path.read_text() + "init: ../models/previous\n")
+    assert load_train_config(path).init == str(tmp_path / "models" / "previous")
+    assert load_train_config(path, init="imagenet").init == "imagenet"
 
 
 def test_bad_training_config(tmp_path):

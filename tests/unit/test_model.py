@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -80,6 +81,33 @@ def test_pixel_shuffle_network_keeps_the_resolution_and_saves_like_a_plain_one(t
     assert loaded.config.pixel_shuffle == 2
     with torch.no_grad():
         assert torch.allclose(loaded.network(x), model.network(x), atol=5e-2)
+
+
+def test_refinement_starts_from_the_network_without_it_and_learns(tmp_path):
+    """A refinement added to a trained pixel-shuffle network leaves its output unchanged until
+    trained (zero-initialised correction), then its full-resolution features get gradients."""
+    base = ModelConfig(encoder_depth=3, decoder_channels=[16, 8, 8], pixel_shuffle=2)
+    plain = new_model(base)
+    save_model(plain, tmp_path / "plain")
+    refined = new_model(replace(base, refine_channels=4))
+    state = {k: v for k, v in plain.network.state_dict().items()}
+    missing, _ = refined.network.load_state_dict(state, strict=False)
+    assert missing and all(key.startswith("refine.") for key in missing)
+    x = torch.rand(2, 3, 32, 32)
+    plain.network.eval()
+    refined.network.eval()
+    with torch.no_grad():
+        assert torch.allclose(refined.network(x), plain.network(x), atol=1e-6)
+    refined.network.train()
+    refined.network(x).square().mean().backward()
+    assert refined.network.refine.correction.weight.grad.abs().sum() > 0
+    save_model(refined, tmp_path / "refined")
+    assert load_model(tmp_path / "refined").config.refine_channels == 4
+
+
+def test_refinement_needs_a_pixel_shuffle_network():
+    with pytest.raises(ValueError, match="refine_channels"):
+        ModelConfig.from_dict({"refine_channels": 8})
 
 
 def test_pixel_shuffle_factor_is_checked():

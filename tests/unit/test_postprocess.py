@@ -42,6 +42,8 @@ def _perfect_maps(inst: np.ndarray, types: np.ndarray, separation: str = "hv", n
     np_prob = (inst > 0).astype(np.float32)
     tp = np.stack([(types == c).astype(np.float32) for c in range(n_classes)])
     raw = torch.from_numpy(separation_targets(inst, separation))[None]
+    if separation == "marker":  # a confident core logit
+        raw = 20 * raw - 10
     return np_prob, centre_distance(raw, separation)[0, 0].numpy(), tp
 
 
@@ -70,7 +72,7 @@ def test_distance_maps_peak_at_centres_and_dip_at_contacts():
     assert max(d[20, 28], d[20, 29]) < 0.25  # the contact line between the two nuclei
 
 
-@pytest.mark.parametrize("separation", ["hv", "distance"])
+@pytest.mark.parametrize("separation", ["hv", "distance", "marker"])
 def test_touching_nuclei_are_split(separation):
     inst = np.zeros((40, 60), np.int32)
     yy, xx = np.mgrid[:40, :60]
@@ -100,7 +102,7 @@ def test_instance_type_is_majority_with_mean_probability():
     assert probs[0] == pytest.approx((0.9 + 0.9 + 0.0) / 3)
 
 
-@pytest.mark.parametrize("separation", ["hv", "distance"])
+@pytest.mark.parametrize("separation", ["hv", "distance", "marker"])
 def test_perfect_maps_recover_consep_instances(separation):
     """From ground-truth maps, post-processing must give back almost every real nucleus."""
     from histobatch.train.datasets import read_consep
@@ -117,6 +119,28 @@ def test_perfect_maps_recover_consep_instances(separation):
     assert total > 500
     print(f"{separation}: {matched}/{total} = {matched / total:.4f}")
     assert matched / total >= 0.97
+
+
+def test_marker_cores_are_apart_where_nuclei_touch_and_drive_their_loss():
+    import torch
+
+    from histobatch.train.losses import marker_loss
+
+    inst = np.zeros((40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    inst[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    inst[((yy - 20) ** 2 + (xx - 38) ** 2 <= 100) & (inst == 0)] = 2
+    cores = separation_targets(inst, "marker")
+    assert cores.shape == (1, 40, 60) and set(np.unique(cores)) == {0.0, 1.0}
+    assert not cores[0, inst == 0].any() and cores[0, 20, 20] == 1 and cores[0, 20, 38] == 1
+    assert not cores[0, 20, 26:32].any()  # the contact line and its surroundings
+    from scipy import ndimage as ndi
+
+    assert ndi.label(cores[0])[1] == 2
+    target = torch.from_numpy(cores)[None]
+    nuclear = torch.from_numpy(inst > 0)[None]
+    right, wrong = 20 * target - 10, 10 - 20 * target
+    assert marker_loss(right, target, nuclear) < 0.01 < 1 < marker_loss(wrong, target, nuclear)
 
 
 def test_contact_pixels_mark_only_where_nuclei_touch():
