@@ -31,9 +31,7 @@ def held_out(source: str, val_fraction: float, seed: int):
     if source == "consep4":
         samples = read_dataset("consep", DATA / "consep4" / "train", "identity")
         return split_by_group(samples, val_fraction, seed)[1]
-    return read_dataset(
-        "consep", DATA / "monuseg-train-extra", "none", include=OTHER_ORGANS
-    )
+    return read_dataset("consep", DATA / "monuseg-train-extra", "none", include=OTHER_ORGANS)
 
 
 def classify(truth: np.ndarray, pred: np.ndarray) -> tuple[dict[int, str], int, list[float]]:
@@ -73,9 +71,7 @@ def classify(truth: np.ndarray, pred: np.ndarray) -> tuple[dict[int, str], int, 
             outcome[t] = "missed"
         elif sum(n >= 0.2 * t_area[t] for n in hits.values()) >= 2:
             outcome[t] = "split"
-        elif any(
-            o != t and o != 0 and n >= 0.3 * t_area[o] for o, n in by_pred[best].items()
-        ):
+        elif any(o != t and o != 0 and n >= 0.3 * t_area[o] for o, n in by_pred[best].items()):
             outcome[t] = "merged"
         else:
             outcome[t] = "misshapen"

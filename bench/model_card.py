@@ -3,6 +3,7 @@
     python bench/model_card.py --model default            # the packaged model
     python bench/model_card.py --model runs/v1/model      # a candidate
     python bench/model_card.py --model default --skip-test   # validation sets and CMU only
+    python bench/model_card.py --skip-test --crops docs/cmu-crops.jpg   # + CMU image | contours
 
 Rows (every one through `segment`'s code with its defaults, via `histobatch evaluate`):
 - consep4 test (224 crops; cite Graham et al. 2019) -- only for the README table, never to choose;
@@ -81,8 +82,29 @@ def evaluate_rows(model: str, skip_test: bool, record: bool = False) -> list[str
     return rows
 
 
-def cmu_row(model: str) -> str:
-    """`histobatch segment` on the CMU slide in a fresh process: time, counts, areas, types."""
+def save_crops(folder: Path, path: Path, count: int = 3, size: int = 256) -> None:
+    """The ``count`` densest crops of a segmented slide as rows of image | contours (JPEG)."""
+    import numpy as np
+    from PIL import Image
+
+    from histobatch.report import full_resolution_crops
+
+    summary = json.loads((folder / "summary.json").read_text())
+    plain = full_resolution_crops(folder, summary, size, count, contours=False)
+    drawn = full_resolution_crops(folder, summary, size, count)
+    gap = np.full((size, 8, 3), 255, np.uint8)
+    rows = [np.hstack([a[0], gap, b[0]]) for a, b in zip(plain, drawn, strict=True)]
+    sheet = np.vstack(
+        [np.vstack([row, np.full((8, row.shape[1], 3), 255, np.uint8)]) for row in rows]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet[:-8]).save(path, quality=88)
+    print(f"crops written to {path}")
+
+
+def cmu_row(model: str, crops: Path | None = None) -> str:
+    """`histobatch segment` on the CMU slide in a fresh process: time, counts, areas, types
+    (``crops``: also save its densest crops as image | contours there)."""
     import pandas as pd
 
     slide = DATA / "slides" / "cmu-1-small-region.svs"
@@ -95,6 +117,8 @@ def cmu_row(model: str) -> str:
         folder = Path(tmp) / slide.stem
         summary = json.loads((folder / "summary.json").read_text())
         table = pd.read_parquet(folder / "nuclei.parquet", columns=["area_um2", "type"])
+        if crops:
+            save_crops(folder, crops)
     fractions = table["type"].value_counts(normalize=True)
     cells = [f"{wall:.0f}", str(len(table)), f"{table.area_um2.median():.1f}"]
     cells += [f"{100 * fractions.get(t, 0.0):.0f} %" for t in TYPES]
@@ -110,6 +134,7 @@ def main() -> None:
     parser.add_argument(
         "--record", action="store_true", help="write the test scores into MODEL/config.json"
     )
+    parser.add_argument("--crops", type=Path, help="save CMU crops (image | contours) here")
     args = parser.parse_args()
 
     from histobatch.device import configure_threads
@@ -129,7 +154,7 @@ def main() -> None:
             + " | ".join(TYPES)
             + " | tissue mm² |",
             "|---|---|---|---|---|---|---|---|",
-            cmu_row(args.model),
+            cmu_row(args.model, args.crops),
         ]
         print(rows[-1])
     publish(

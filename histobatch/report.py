@@ -153,8 +153,15 @@ def slide_warnings(summary: dict[str, Any], stain: dict[str, float] | None) -> l
     return warnings
 
 
-def _full_resolution_crops(folder: Path, summary: dict[str, Any], size: int = 384, count: int = 2):
-    """Crops (model grid, full resolution) around the densest places, with nucleus contours."""
+def full_resolution_crops(
+    folder: Path, summary: dict[str, Any], size: int = 384, count: int = 2, contours: bool = True
+):
+    """Crops (model grid, full resolution) around the densest places of a segmented slide.
+
+    Returns ``(pixels, x, y, nuclei)`` per crop: RGB with nucleus contours in their type colours
+    (``contours=False``: the plain image), the top-left corner in slide pixels and the nuclei
+    counted in the crop's grid cell.
+    """
     import pandas as pd
     import zarr
     from skimage.segmentation import find_boundaries
@@ -194,8 +201,9 @@ def _full_resolution_crops(folder: Path, summary: dict[str, Any], size: int = 38
             pixels = space.read(x, y, size, size).copy()
             labels = np.asarray(instances[y : y + size, x : x + size])
             kinds = np.asarray(classes[y : y + size, x : x + size])
-            edges = find_boundaries(labels, mode="inner")
-            pixels[edges] = lut[kinds[edges]]
+            if contours:
+                edges = find_boundaries(labels, mode="inner")
+                pixels[edges] = lut[kinds[edges]]
             crops.append((pixels, x / scale, y / scale, int(grid[row, col])))
     return crops
 
@@ -297,7 +305,7 @@ def write_slide_report(folder: str | Path) -> Path:
     stain = summary.get("stain")
     warnings = slide_warnings(summary, stain)
     try:
-        crops = _full_resolution_crops(folder, summary)
+        crops = full_resolution_crops(folder, summary)
     except Exception as exc:  # the slide may have moved since the run: say so, keep the rest
         logger.warning("%s: no full-resolution crops (%s)", folder.name, exc)
         warnings.append(f"No full-resolution crops: the slide could not be read ({exc}).")
