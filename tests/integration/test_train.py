@@ -1,6 +1,7 @@
 """A tiny training run (synthetic CoNSeP-layout data, small encoder, a few steps)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,9 @@ import pytest
 from histobatch.model import load_model
 from histobatch.train.datasets import apply_class_map, group_of, read_consep, split_by_group
 from histobatch.train.recipe import load_train_config, train
-from tests.conftest import write_consep_folder
+from tests.conftest import real_data, write_consep_folder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_class_maps():
@@ -249,3 +252,19 @@ def test_a_stage_can_stop_part_way_through_a_longer_schedule(tmp_path):
     # (10 % warm-up).
     assert 0.008 < rates["part"] <= 0.01
     assert rates["short"] < 0.25 * rates["part"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("train_*.yaml")))
+def test_example_training_configs_load_and_name_existing_data(name, monkeypatch):
+    """Every shipped recipe parses, and its datasets and init weights are where it says (the
+    recipes name ../shared/data relative to the checkout, or $HISTOBATCH_DATA)."""
+    data = real_data()
+    monkeypatch.setenv("HISTOBATCH_DATA", str(data))
+    config = load_train_config(ROOT / "examples" / name)
+    paths = {spec.path for stage in config.stages for spec in stage.data}
+    if not all(Path(p).resolve().is_relative_to(data.resolve()) for p in paths):
+        pytest.skip(f"{name} names ../shared/data beside the checkout, not {data}")
+    for path in paths:
+        assert Path(path).exists(), f"{name}: {path}"
+    if config.init not in ("none", "imagenet"):
+        assert Path(config.init).exists(), f"{name}: init {config.init}"
