@@ -17,11 +17,11 @@ import argparse
 from collections import Counter, defaultdict
 
 import numpy as np
+from model_card import OTHER_ORGANS
 from results import DATA, publish
 
 OUTCOMES = ("matched", "missed", "merged", "split", "misshapen")
 SIZE_BINS = ((0, 100), (100, 250), (250, 500), (500, 10**9))  # px at 40x (0.0625 µm²/px)
-OTHER_ORGANS = ["TCGA-DK-A2I6-*", "TCGA-KB-A93J-*", "TCGA-G9-6336-*", "TCGA-HE-7128-*"]
 
 
 def held_out(source: str, val_fraction: float, seed: int):
@@ -41,13 +41,12 @@ def classify(truth: np.ndarray, pred: np.ndarray) -> tuple[dict[int, str], int, 
     p_ids, p_area = np.unique(pred, return_counts=True)
     t_area = dict(zip(t_ids.tolist(), t_area.tolist(), strict=True))
     p_area = dict(zip(p_ids.tolist(), p_area.tolist(), strict=True))
-    pairs, inter = np.unique(
-        truth.astype(np.int64) * (int(pred.max()) + 1) + pred, return_counts=True
-    )
+    base = int(pred.max()) + 1
+    pairs, inter = np.unique(truth.astype(np.int64) * base + pred, return_counts=True)
     overlap: dict[int, dict[int, int]] = defaultdict(dict)
     by_pred: dict[int, dict[int, int]] = defaultdict(dict)
     for code, n in zip(pairs.tolist(), inter.tolist(), strict=True):
-        t, p = divmod(code, int(pred.max()) + 1)
+        t, p = divmod(code, base)
         overlap[t][p] = n
         by_pred[p][t] = n
     outcome: dict[int, str] = {}
@@ -90,6 +89,7 @@ def main() -> None:
 
     from histobatch.device import autocast_dtype, configure_threads
     from histobatch.inference import predict_image, raw_to_maps
+    from histobatch.instance_metrics import instance_centroids
     from histobatch.model import load_model
     from histobatch.postprocess import instances_from_maps
 
@@ -112,12 +112,14 @@ def main() -> None:
         outcome, false, pair_ratios = classify(sample.inst_map, found.labels)
         false_total += false
         ratios += pair_ratios
-        areas = dict(zip(*np.unique(sample.inst_map, return_counts=True), strict=True))
+        ids, sizes = np.unique(sample.inst_map[sample.inst_map > 0], return_counts=True)
+        areas = dict(zip(ids.tolist(), sizes.tolist(), strict=True))
+        _, majority = instance_centroids(sample.inst_map, sample.type_map)
+        kinds = dict(zip(ids.tolist(), majority.tolist(), strict=True))
         for t, result in outcome.items():
             counts["all"][result] += 1
             if sample.type_map is not None:
-                kind = int(np.bincount(sample.type_map[sample.inst_map == t]).argmax())
-                counts[config.class_names[kind]][result] += 1
+                counts[config.class_names[kinds[t]]][result] += 1
             low, high = next(b for b in SIZE_BINS if b[0] <= areas[t] < b[1])
             label = f"{low}-{high} px" if high < 10**9 else f">= {low} px"
             counts[label][result] += 1
