@@ -8,7 +8,11 @@ final model on the test split with ``histobatch evaluate`` and appends a table t
 - ``no-pretraining``: the same without the pre-training stage (the CoNSeP stages start from a
   randomly initialised network; the heads and fine-tuning epochs are unchanged);
 - ``contact-weight`` (not run by default): the recipe with the separation loss weighted up where
-  touching nuclei meet (``contact_weight``, see :func:`histobatch.targets.contact_pixels`).
+  touching nuclei meet (``contact_weight``, see :func:`histobatch.targets.contact_pixels`);
+- ``no-added-data`` (not run by default; for ``examples/train_mixed.yaml``): the recipe without
+  the training images of the sets added to the project's data later (:data:`ADDED_SETS`: the
+  other 17 MoNuSeg images and TNBC), i.e. consep4, MoNuSeg's first 13 images and CPM-15 only.
+  Validation-only datasets stay, so the held-out organs are scored in both.
 
 Every variant keeps the config's seed, crop size and learning rates; ``--finetune-epochs`` shortens
 the last stage of all of them equally (the one-cycle schedule is fitted to it). Runs are resumable:
@@ -35,7 +39,9 @@ from results import DATA, HERE, publish
 
 from histobatch.train.recipe import load_train_config
 
-VARIANTS = ("recipe", "no-augmentation", "no-pretraining", "contact-weight")
+VARIANTS = ("recipe", "no-augmentation", "no-pretraining", "contact-weight", "no-added-data")
+#: Data folders added to ../shared/data after the first recipe (see ``no-added-data``).
+ADDED_SETS = ("monuseg-train-extra", "tnbc")
 DEFAULT_VARIANTS = VARIANTS[:3]
 COLUMNS = ("dice", "aji", "dq", "sq", "pq", "f_d", "miou")
 TYPES = ("other", "inflammatory", "epithelial", "spindle")
@@ -55,6 +61,13 @@ def variant_config(
         config["init"] = "none"
     elif variant == "contact-weight":
         config["contact_weight"] = contact_weight
+    elif variant == "no-added-data":
+        for stage in config["stages"]:
+            stage["data"] = [
+                spec
+                for spec in stage["data"]
+                if spec["role"] == "val" or Path(spec["path"]).name not in ADDED_SETS
+            ]
     elif variant != "recipe":
         raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     return config
@@ -119,7 +132,9 @@ def main() -> None:
     parser.add_argument(
         "--config", type=Path, default=HERE.parent / "examples" / "train_consep.yaml"
     )
-    parser.add_argument("--finetune-epochs", type=int, default=20)
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=20, help="0: the config's own last stage"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "work" / "ablation")
     parser.add_argument("--test", type=Path, default=DATA / "consep4" / "test")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=", ".join(VARIANTS))
@@ -141,10 +156,11 @@ def main() -> None:
         cells.append(f"{val_pq:.3f}" if val_pq is not None else "-")
         cells.append(f"{m['train_time_s'] / 60:.0f}" if m.get("train_time_s") else "-")
         table.append(f"| {variant} | " + " | ".join(cells) + " |")
+    budget = f"last stage {args.finetune_epochs} epochs" if args.finetune_epochs else "as written"
     publish(
-        "Ablation: augmentation and pre-training (consep4 test, histobatch evaluate)",
-        f"config {args.config.name}, fine-tuning {args.finetune_epochs} epochs for "
-        f"every variant, same seed; {(time.time() - started) / 60:.0f} min in all",
+        f"Ablation: {', '.join(results)} (consep4 test, histobatch evaluate)",
+        f"config {args.config.name}, {budget} for every variant, same seed; "
+        f"{(time.time() - started) / 60:.0f} min in all",
         table,
     )
 
