@@ -1,4 +1,4 @@
-"""bench/ablation.py: the variants' training configs (no training here)."""
+"""Bench scripts: the ablation variants' configs and the promotion of a model (no training)."""
 
 from __future__ import annotations
 
@@ -45,3 +45,26 @@ def test_no_added_data_drops_only_the_added_training_sets(ablation, tmp_path):
 def test_unknown_variant_is_refused(ablation, tmp_path):
     with pytest.raises(SystemExit, match="unknown variant"):
         ablation.variant_config(ROOT / "examples" / "train_mixed.yaml", "nope", tmp_path, None)
+
+
+def test_promoted_config_extends_the_lineage(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from promote_model import promoted_config
+
+    current = {
+        "version": "0.4.0",
+        "provenance": {"lineage": [{"version": "0.4.0", "train_time_s": 100.0}]},
+    }
+    candidate = {
+        "version": "0",
+        "separation": "marker",
+        "provenance": {"train_time_s": 50.0, "epochs_trained": {"finetune": 3}},
+        "metrics": {"test": {"pq": 0.1}, "validation": {"val_pq": 0.3}},
+    }
+    config = promoted_config(candidate, current, "0.5.0", "examples/x.yaml")
+    assert config["version"] == "0.5.0"
+    assert [s["version"] for s in config["provenance"]["lineage"]] == ["0.4.0", "0.5.0"]
+    assert config["provenance"]["lineage"][-1]["epochs_trained"] == {"finetune": 3}
+    assert config["provenance"]["train_time_total_s"] == 150.0
+    assert "test" not in config["metrics"] and config["metrics"]["validation"]["val_pq"] == 0.3
+    assert candidate["version"] == "0"  # the run's own config is not changed
