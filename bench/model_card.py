@@ -4,6 +4,7 @@
     python bench/model_card.py --model runs/v1/model      # a candidate
     python bench/model_card.py --model default --skip-test   # validation sets and CMU only
     python bench/model_card.py --skip-test --crops docs/cmu-crops.jpg   # + CMU image | contours
+    python bench/model_card.py --skip-test --skip-cmu --flips 4   # test-time flips, validation
 
 Rows (every one through `segment`'s code with its defaults, via `histobatch evaluate`):
 - consep4 test (224 crops; cite Graham et al. 2019) -- only for the README table, never to choose;
@@ -47,15 +48,16 @@ def record_test_metrics(model: str, metrics: dict) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def evaluate_rows(model: str, skip_test: bool, record: bool = False) -> list[str]:
-    """One table row per evaluation set (``record``: the test scores go into the model folder)."""
+def evaluate_rows(model: str, skip_test: bool, record: bool = False, flips: int = 1) -> list[str]:
+    """One table row per evaluation set (``record``: the test scores go into the model folder;
+    ``flips``: test-time flipped copies, see :class:`histobatch.inference.Predictor`)."""
     from padding import validation_folder
 
     from histobatch.evaluate import EvaluateSettings, evaluate_dataset
     from histobatch.inference import Predictor
     from histobatch.model import load_model
 
-    predictor = Predictor(load_model(model), "cpu", "auto")
+    predictor = Predictor(load_model(model), "cpu", "auto", flips=flips)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -135,7 +137,12 @@ def main() -> None:
         "--record", action="store_true", help="write the test scores into MODEL/config.json"
     )
     parser.add_argument("--crops", type=Path, help="save CMU crops (image | contours) here")
+    parser.add_argument(
+        "--flips", type=int, default=1, choices=(1, 2, 4), help="test-time flips (evaluation sets)"
+    )
     args = parser.parse_args()
+    if args.flips > 1 and (args.record or not args.skip_cmu):
+        parser.error("--flips is for the evaluation rows only: use it with --skip-cmu, no --record")
 
     from histobatch.device import configure_threads
     from histobatch.model import load_model
@@ -145,7 +152,7 @@ def main() -> None:
     rows = [
         "| set | images | " + " | ".join(KEYS) + " | F_c " + " | F_c ".join(TYPES) + " | mIoU |",
         "|---|---|" + "---|" * (len(KEYS) + len(TYPES) + 1),
-        *evaluate_rows(args.model, args.skip_test, args.record),
+        *evaluate_rows(args.model, args.skip_test, args.record, args.flips),
     ]
     if not args.skip_cmu:
         rows += [
@@ -158,7 +165,8 @@ def main() -> None:
         ]
         print(rows[-1])
     publish(
-        f"Model card: {config.name} {config.version}",
+        f"Model card: {config.name} {config.version}"
+        + (f", {args.flips} test-time flips" if args.flips > 1 else ""),
         f"Model {args.model} ({config.mpp} µm/px, pixel_shuffle {config.pixel_shuffle}), "
         "every set through segment's defaults (histobatch evaluate); CMU: a fresh "
         "`histobatch segment` process.",

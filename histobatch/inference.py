@@ -11,6 +11,13 @@ import numpy as np
 from histobatch.model import NucleusModel
 from histobatch.tiling import Tile
 
+#: Flip axes of each test-time copy (height 2, width 3 of a batch), by number of copies.
+FLIP_DIMS: dict[int, tuple[tuple[int, ...], ...]] = {
+    1: ((),),
+    2: ((), (3,)),
+    4: ((), (3,), (2,), (2, 3)),
+}
+
 
 class Predictor:
     """Runs a nucleus model on batches of RGB tiles.
@@ -24,12 +31,23 @@ class Predictor:
     precision
         ``auto|fp32|bf16|fp16``; ``auto`` is fp16 autocast on CUDA and bf16 only on CPUs with
         native bf16 support, otherwise fp32.
+    flips
+        Test-time augmentation: the maps are averaged over this many flipped copies of each
+        batch (1: none; 2: + left-right; 4: + up-down and both), at as many times the compute.
+        Every map is a per-pixel scalar that flips with the image, so the copies are flipped
+        back and averaged.
     """
 
     #: What runs the network (recorded in the run fingerprint and the summary).
     runtime = "torch"
 
-    def __init__(self, model: NucleusModel, device: str = "cpu", precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: NucleusModel,
+        device: str = "cpu",
+        precision: str = "auto",
+        flips: int = 1,
+    ) -> None:
         import torch
 
         from histobatch.device import autocast_dtype
@@ -42,6 +60,9 @@ class Predictor:
         config = model.config
         self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1) * 255
+        if flips not in FLIP_DIMS:
+            raise ValueError(f"flips must be one of {sorted(FLIP_DIMS)}, not {flips}")
+        self.flip_dims = FLIP_DIMS[flips]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Maps for a batch of tiles.
@@ -66,9 +87,19 @@ class Predictor:
             tensor = ((tensor - self._mean) / self._std).contiguous(
                 memory_format=torch.channels_last
             )
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-                out = self.network(tensor)
-            return output_to_maps(out.float(), self.model.config).cpu().numpy()
+            maps = None
+            for dims in self.flip_dims:
+                flipped = torch.flip(tensor, dims) if dims else tensor
+                with torch.autocast(
+                    self.device.type, dtype=self.dtype, enabled=self.dtype is not None
+                ):
+                    out = self.network(flipped)
+                copy = output_to_maps(out.float(), self.model.config)
+                copy = torch.flip(copy, dims) if dims else copy
+                maps = copy if maps is None else maps.add_(copy)
+            if len(self.flip_dims) > 1:
+                maps /= len(self.flip_dims)
+            return maps.cpu().numpy()
 
 
 def normalise(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
