@@ -36,7 +36,9 @@ OTHER_ORGANS = ["TCGA-DK-A2I6-*", "TCGA-KB-A93J-*", "TCGA-G9-6336-*", "TCGA-HE-7
 def record_test_metrics(model: str, metrics: dict) -> None:
     """Write the consep4 test scores into the model folder's ``config.json`` (``metrics.test``),
     where the model card test checks that `evaluate` reproduces them."""
-    path = Path(model) / "config.json"
+    from histobatch.model import resolve_model_path
+
+    path = resolve_model_path(model) / "config.json"
     config = json.loads(path.read_text())
     keep = {k: v for k, v in metrics.items() if k not in ("pixel_confusion", "nucleus_confusion")}
     keep["data"] = "consep4/test: 224 crops of 256x256 (40x) from the 14 CoNSeP test tiles"
