@@ -23,11 +23,18 @@ from results import HERE
 DEFAULT = HERE.parent / "histobatch" / "models" / "default"
 
 
-def promoted_config(candidate: dict, current: dict, version: str, recipe: str) -> dict:
-    """The default's new ``config.json``: the candidate's, with the lineage of ``current``."""
+def promoted_config(
+    candidate: dict, current: dict, version: str, recipe: str, folder: Path = DEFAULT
+) -> dict:
+    """The default's new ``config.json``: the candidate's, with the lineage of ``current``
+    (the model now in ``folder``)."""
     config = json.loads(json.dumps(candidate))
     config["version"] = version
     provenance = config.setdefault("provenance", {})
+    init = provenance.get("init")
+    if init not in (None, "none", "imagenet") and Path(init).resolve() == folder.resolve():
+        # a run continued from the default: name the model, not this machine's path to it
+        provenance["init"] = f"histobatch/models/default: model {current.get('version')}"
     lineage = list(current.get("provenance", {}).get("lineage", []))
     lineage.append(
         {
@@ -60,7 +67,7 @@ def main() -> None:
     candidate = json.loads((args.model / "config.json").read_text())
     current = json.loads((args.to / "config.json").read_text())
     recipe = f"{args.config} (commit {args.commit})" if args.commit else args.config
-    config = promoted_config(candidate, current, args.version, recipe)
+    config = promoted_config(candidate, current, args.version, recipe, args.to)
     shutil.copyfile(weights, args.to / "model.safetensors")
     (args.to / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     total = config["provenance"]["train_time_total_s"] / 60

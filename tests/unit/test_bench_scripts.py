@@ -47,7 +47,7 @@ def test_unknown_variant_is_refused(ablation, tmp_path):
         ablation.variant_config(ROOT / "examples" / "train_mixed.yaml", "nope", tmp_path, None)
 
 
-def test_promoted_config_extends_the_lineage(monkeypatch):
+def test_promoted_config_extends_the_lineage(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     from promote_model import promoted_config
 
@@ -58,13 +58,18 @@ def test_promoted_config_extends_the_lineage(monkeypatch):
     candidate = {
         "version": "0",
         "separation": "marker",
-        "provenance": {"train_time_s": 50.0, "epochs_trained": {"finetune": 3}},
+        "provenance": {
+            "train_time_s": 50.0,
+            "epochs_trained": {"finetune": 3},
+            "init": str(tmp_path / "default"),
+        },
         "metrics": {"test": {"pq": 0.1}, "validation": {"val_pq": 0.3}},
     }
-    config = promoted_config(candidate, current, "0.5.0", "examples/x.yaml")
+    config = promoted_config(candidate, current, "0.5.0", "examples/x.yaml", tmp_path / "default")
     assert config["version"] == "0.5.0"
     assert [s["version"] for s in config["provenance"]["lineage"]] == ["0.4.0", "0.5.0"]
     assert config["provenance"]["lineage"][-1]["epochs_trained"] == {"finetune": 3}
     assert config["provenance"]["train_time_total_s"] == 150.0
+    assert config["provenance"]["init"] == "histobatch/models/default: model 0.4.0"  # no paths
     assert "test" not in config["metrics"] and config["metrics"]["validation"]["val_pq"] == 0.3
     assert candidate["version"] == "0"  # the run's own config is not changed
