@@ -90,6 +90,9 @@ class TrainConfig:
     separation_weight
         Factor of the separation loss in the total: its MSE is small beside the nuclear-pixel
         and type losses, so at 1 the head learns a blurred map that merges touching nuclei.
+    np_type_power
+        Weights the nuclear-pixel BCE of typed crops by the stage's type weights to this power
+        (0: unweighted): rare types' nuclei (CoNSeP's "other", spindle) are the ones missed.
     workers
         Processes that make the augmented crops (0: the training process itself, as on a 2-core
         CPU). A GPU needs several to be kept busy. Runs are reproducible for a given number of
@@ -127,6 +130,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     contact_weight: float = 0.0
     separation_weight: float = 1.0
+    np_type_power: float = 0.0
     tune_postprocess: bool = True
     pixel_shuffle: int = 1
     refine_channels: int = 0

@@ -104,6 +104,7 @@ def nucleus_loss(
     separation: str = "hv",
     separation_weight: torch.Tensor | None = None,
     separation_factor: float = 1.0,
+    np_type_power: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts.
 
@@ -128,6 +129,10 @@ def nucleus_loss(
         :func:`histobatch.targets.contact_pixels`).
     separation_factor
         Factor of the separation loss in the total (its part is reported unscaled).
+    np_type_power
+        If > 0 (and ``type_weights`` are given), the nuclear-pixel BCE of typed samples weights
+        each pixel by its type's weight to this power (background by the background's), so that
+        rare types' nuclei are not missed; untyped samples keep weight 1.
     """
     output = output.float()
     np_logit = output[:, 0]
@@ -135,9 +140,13 @@ def nucleus_loss(
     hv = output[:, 1:offset]
     tp_logit = output[:, offset:]
     np_target = np_target.float()
-    loss_np = F.binary_cross_entropy_with_logits(np_logit, np_target) + soft_dice_loss(
-        torch.sigmoid(np_logit), np_target
-    )
+    np_weight = None
+    if np_type_power > 0 and type_weights is not None:
+        per_type = type_weights.to(output.device) ** np_type_power
+        np_weight = torch.where(has_types[:, None, None], per_type[tp_target], 1.0)
+    loss_np = F.binary_cross_entropy_with_logits(
+        np_logit, np_target, weight=np_weight
+    ) + soft_dice_loss(torch.sigmoid(np_logit), np_target)
     loss_sep = SEPARATION_LOSSES[separation](hv, hv_target, np_target > 0, separation_weight)
     total = loss_np + separation_factor * loss_sep
     parts = {"np": float(loss_np.detach()), separation: float(loss_sep.detach())}

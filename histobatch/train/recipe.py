@@ -298,6 +298,7 @@ def train(
                     model_config.separation,
                     sep_w.to(device) if config.contact_weight else None,
                     config.separation_weight,
+                    config.np_type_power,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -402,6 +403,7 @@ def train(
         "augment": config.augment,
         "contact_weight": config.contact_weight,
         "separation_weight": config.separation_weight,
+        "np_type_power": config.np_type_power,
         "data": sorted({source_name(d) for stage in config.stages for d in stage.data}),
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "device": device,

@@ -186,3 +186,43 @@ def test_contact_weight_raises_the_separation_loss_only_on_contact_errors():
         distance_loss(elsewhere, target, nuclear, weighted),
     )
     assert boosted[0] > 2 * boosted[1]
+
+
+def test_np_type_power_weights_missed_rare_nuclei_up_and_leaves_untyped_crops_alone():
+    import torch
+
+    from histobatch.train.losses import nucleus_loss
+
+    inst = np.zeros((1, 16, 16), np.int64)
+    inst[0, 2:6, 2:6] = 1  # a common type (weight 1)
+    inst[0, 10:14, 10:14] = 2  # a rare type (weight 9)
+    types = np.where(inst == 1, 1, np.where(inst == 2, 2, 0))
+    np_target = torch.from_numpy((inst > 0).astype(np.float32))
+    sep = torch.from_numpy(separation_targets(inst[0], "marker"))[None]
+    tp = torch.from_numpy(types)
+    weights = torch.tensor([1.0, 1.0, 9.0])
+
+    def loss(missed_label: int, has_types: bool, power: float) -> float:
+        out = torch.zeros(1, 2 + 3, 16, 16)
+        out[:, 0] = torch.where(np_target[0] > 0, 6.0, -6.0)  # np right everywhere ...
+        out[:, 0][torch.from_numpy(inst == missed_label)] = -6.0  # ... but one nucleus missed
+        total, parts = nucleus_loss(
+            out,
+            np_target,
+            sep,
+            tp,
+            torch.tensor([has_types]),
+            weights,
+            "marker",
+            np_type_power=power,
+        )
+        return parts["np"]
+
+    # unweighted, missing either nucleus costs the same; weighted, the rare one's BCE is 3x
+    # (the Dice part is unweighted and the same in both cases)
+    plain = loss(1, True, 0.0)
+    assert loss(2, True, 0.0) == pytest.approx(plain)
+    assert loss(1, True, 0.5) == pytest.approx(plain, rel=0.01)
+    assert loss(2, True, 0.5) - plain > 0.5
+    # crops without type labels keep the plain loss whatever the power
+    assert loss(2, False, 0.5) == pytest.approx(loss(2, False, 0.0))
