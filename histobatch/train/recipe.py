@@ -209,6 +209,12 @@ def train(
             _reset_head(network)
         parameters = _set_trainable(network, stage.freeze)
         type_weights = _type_weights(stage, train_samples, model_config.n_classes)
+        if config.np_type_power and type_weights is None:
+            logger.warning(
+                "stage %s: np_type_power %g has no effect without type_weights",
+                stage.name,
+                config.np_type_power,
+            )
         if type_weights is not None:
             logger.info(
                 "stage %s: type weights %s",
